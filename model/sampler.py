@@ -1,0 +1,80 @@
+"""Samplers: pure functions of (network, starting noise, ladder, labels, generator).
+
+Each is a generator over the chain's steps, so a caller can watch every intermediate state;
+`run` drains one and hands each step to a callback (the k-diffusion calling convention).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+
+
+def posterior_step(x_t, x0, ab_t, ab_s, eta: float, noise):
+    """Sample x_s ~ q(x_s | x_t, x0) for levels s < t of a variance-preserving ladder.
+
+    eta = 1 is the exact posterior (DDPM, Ho et al. 2020 eq. 7, generalised to skipped levels);
+    eta = 0 is deterministic DDIM (Song et al. 2021 eq. 12). ab_*: floats or (B,) tensors.
+    """
+    ab_t, ab_s = torch.as_tensor(ab_t, dtype=x_t.dtype), torch.as_tensor(ab_s, dtype=x_t.dtype)
+    ab_t, ab_s = ab_t.reshape(-1, 1, 1, 1), ab_s.reshape(-1, 1, 1, 1)
+    var = (1 - ab_s) / (1 - ab_t) * (1 - ab_t / ab_s)  # posterior variance
+    sigma = eta * var.clamp(min=0).sqrt()
+    eps = (x_t - ab_t.sqrt() * x0) / (1 - ab_t).sqrt()  # the noise the estimate implies
+    direction = (1 - ab_s - sigma**2).clamp(min=0).sqrt() * eps
+    return ab_s.sqrt() * x0 + direction + sigma * noise
+
+
+def iter_improved(
+    denoise: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+    noise: torch.Tensor,
+    alpha_bars: torch.Tensor,
+    latents: Callable[[int], torch.Tensor | None],
+    eta: float = 1.0,
+    generator: torch.Generator | None = None,
+    step_noise: Callable[[int], torch.Tensor] | None = None,
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """Walk the sub-ladder alpha_bars[0] (noisiest) ... alpha_bars[-1] (= 1, clean).
+
+    denoise(x, alpha_bar (B,), z) -> clean estimate. Yields (i, x_i, x0_guess_i) after step i.
+    `latents(i)` gives step i's latent (fresh per step, DDGAN); `step_noise(i)` the fresh noise
+    injected at step i (defaults to standard normal from `generator`).
+    """
+    x = noise
+    b = x.shape[0]
+    for i in range(len(alpha_bars) - 1):
+        ab_t, ab_s = alpha_bars[i], alpha_bars[i + 1]
+        x0 = denoise(x, ab_t.expand(b), latents(i)).clamp(-1, 1)
+        if step_noise is not None:
+            z = step_noise(i)
+        else:
+            z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        x = x0 if ab_s >= 1 else posterior_step(x, x0, ab_t, ab_s, eta, z)
+        yield i + 1, x, x0
+
+
+def guided(net, labels: torch.Tensor, guidance: float):
+    """Classifier-free guidance (Ho & Salimans 2022): x0 = u + w (c - u), one batched pass."""
+    from .unet import NULL_LABEL
+
+    if guidance == 1.0:
+        return lambda x, ab, z: net(x, ab, labels, z)
+    null = torch.full_like(labels, NULL_LABEL)
+
+    def denoise(x, ab, z):
+        zz = None if z is None else torch.cat([z, z])
+        both = net(torch.cat([x, x]), torch.cat([ab, ab]), torch.cat([labels, null]), zz)
+        cond, uncond = both.chunk(2)
+        return uncond + guidance * (cond - uncond)
+
+    return denoise
+
+
+def run(steps: Iterator, callback: Callable | None = None):
+    """Drain a sampler, calling callback(*step) on each; returns the last step."""
+    last = None
+    for last in steps:
+        if callback is not None:
+            callback(*last)
+    return last
