@@ -57,6 +57,9 @@ def load_weights(kind: str, source: str | Path, revision: str | None = None, **h
         raise CheckpointError(f"Unknown chain {kind!r}; choose one of {', '.join(KINDS)}.")
     cls = KINDS[kind]
     local = Path(source).expanduser()
+    text = str(source)
+    if not local.is_dir() and (local.is_absolute() or text.startswith((".", "~")) or text.count("/") > 1):
+        raise CheckpointError(f"{local}: no such weights directory (expected config.json + model.safetensors).")
     where = str(local / "model.safetensors") if local.is_dir() else f"{source} (Hub)"
     if local.is_dir():
         found = read_config(local).get("kind", kind)

@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     pu.add_argument("--private", action="store_true")
 
     args = p.parse_args(argv)
+    _interrupt_on_signals()
     try:
         return run(args)
     except KeyboardInterrupt:
@@ -82,6 +83,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: the disk is full ({e}); free space and rerun with --resume.", file=sys.stderr)
             return 2
         raise
+
+
+def _interrupt_on_signals() -> None:
+    """Ctrl-C and `kill` (SIGTERM) both stop training the same way: save state, then exit."""
+    import signal
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in the background
+    signal.signal(signal.SIGTERM, stop)
 
 
 def run(args) -> int:

@@ -186,6 +186,44 @@ def real_and_fake(G, x0, labels, pairs, generator=None):
     return x_s, x_t, fake_s, x0_fake, t, ab_t
 
 
+def make_adversarial(base: ImprovedChain, cfg: ImprovedConfig, device):
+    """G (a copy of the denoiser, now fed a latent), D, and one optimiser for each."""
+    G = copy.deepcopy(base).to(device).train().requires_grad_(True)
+    G.adversarial = True
+    G._hub_mixin_config = {**base._hub_mixin_config, "adversarial": True}
+    D = Discriminator(emb_dim=cfg.emb_dim).to(device)
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.adv_lr_g, betas=(0.5, 0.9))
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.adv_lr_d, betas=(0.5, 0.9))
+    return G, D, opt_g, opt_d
+
+
+def adversarial_step(G, D, opt_g, opt_d, x0, labels, pairs, cfg: ImprovedConfig):
+    """One D update then one G update; returns the three losses (detached)."""
+    # -- discriminator: real pairs up, fake pairs down, R1 penalty on the real ones -------------
+    with torch.no_grad():
+        x_s, x_t, fake_s, _, t, _ = real_and_fake(G, x0, labels, pairs)
+    x_s.requires_grad_(True)
+    real_logit = D(x_s, x_t, t, labels)
+    (grad,) = torch.autograd.grad(real_logit.sum(), x_s, create_graph=True)
+    r1 = grad.square().flatten(1).sum(1).mean()
+    d_loss = F.softplus(-real_logit).mean() + F.softplus(D(fake_s, x_t, t, labels)).mean() + cfg.adv_r1 / 2 * r1
+    opt_d.zero_grad(set_to_none=True)
+    d_loss.backward()
+    opt_d.step()
+    # -- generator: fool D, and stay a denoiser (the reconstruction term) ----------------------
+    D.requires_grad_(False)
+    _, x_t, fake_s, x0_fake, t, ab_t = real_and_fake(G, x0, labels, pairs)
+    g_adv = F.softplus(-D(fake_s, x_t, t, labels)).mean()
+    w = edm_weight(ab_t, G.net.sigma_data).clamp(max=1e4)
+    g_rec = (w[:, None, None, None] * (x0_fake - x0) ** 2).mean()
+    opt_g.zero_grad(set_to_none=True)
+    (g_adv + cfg.adv_rec * g_rec).backward()
+    torch.nn.utils.clip_grad_norm_(G.parameters(), 1.0)
+    opt_g.step()
+    D.requires_grad_(True)
+    return d_loss.detach(), g_adv.detach(), g_rec.detach()
+
+
 def quick_score(model, clf, ref, cfg: ImprovedConfig, steps=None) -> dict:
     """FID / diversity / accuracy on a small sample, for keeping the best adversarial weights."""
     from .evaluate import generate_set, score
@@ -206,13 +244,8 @@ def train_adversarial(cfg: ImprovedConfig, base: ImprovedChain, x, y, out: Path,
     from .evaluate import Reference
 
     torch.manual_seed(cfg.seed + 1)
-    G = copy.deepcopy(base).to(device).train().requires_grad_(True)
-    G.adversarial = True
-    G._hub_mixin_config = {**base._hub_mixin_config, "adversarial": True}
-    D = Discriminator(emb_dim=cfg.emb_dim).to(device)
+    G, D, opt_g, opt_d = make_adversarial(base, cfg, device)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.adv_lr_g, betas=(0.5, 0.9))
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.adv_lr_d, betas=(0.5, 0.9))
     pairs = adv_pairs(G, sorted({2, 4, cfg.default_steps}))
     state_path, metrics = out / "state" / "adversarial.pt", out / "metrics.jsonl"
     clf = load_classifier()
@@ -238,34 +271,11 @@ def train_adversarial(cfg: ImprovedConfig, base: ImprovedChain, x, y, out: Path,
     try:
         while it < cfg.adv_iters:
             idx = torch.randint(0, len(x), (cfg.batch_size,), device=device)
-            x0, labels = x[idx], y[idx]
-            # -- discriminator step: real pairs up, fake pairs down, R1 on the real ones -----------
-            with torch.no_grad():
-                x_s, x_t, fake_s, _, t, _ = real_and_fake(G, x0, labels, pairs)
-            x_s.requires_grad_(True)
-            real_logit = D(x_s, x_t, t, labels)
-            (grad,) = torch.autograd.grad(real_logit.sum(), x_s, create_graph=True)
-            r1 = grad.square().flatten(1).sum(1).mean()
-            d_loss = F.softplus(-real_logit).mean() + F.softplus(D(fake_s, x_t, t, labels)).mean() + cfg.adv_r1 / 2 * r1
-            opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            opt_d.step()
-            # -- generator step: fool D, and stay a denoiser (reconstruction term) ---------------
-            D.requires_grad_(False)
-            _, x_t, fake_s, x0_fake, t, ab_t = real_and_fake(G, x0, labels, pairs)
-            g_adv = F.softplus(-D(fake_s, x_t, t, labels)).mean()
-            w = edm_weight(ab_t, G.net.sigma_data).clamp(max=1e4)
-            g_rec = (w[:, None, None, None] * (x0_fake - x0) ** 2).mean()
-            g_loss = g_adv + cfg.adv_rec * g_rec
-            opt_g.zero_grad(set_to_none=True)
-            g_loss.backward()
-            torch.nn.utils.clip_grad_norm_(G.parameters(), 1.0)
-            opt_g.step()
-            D.requires_grad_(True)
+            d_loss, g_adv, g_rec = adversarial_step(G, D, opt_g, opt_d, x[idx], y[idx], pairs, cfg)
             ema_update(G_ema, G, 0.99)
             it += 1
             for k, v in (("d", d_loss), ("g_adv", g_adv), ("g_rec", g_rec)):
-                hist[k].append(float(v))
+                hist[k].append(v.item())
             bar.update(1)
             bar.set_postfix(d=f"{hist['d'][-1]:.3f}", g=f"{hist['g_adv'][-1]:.3f}")
             # -- measure, keep the best, checkpoint ----------------------------------------------

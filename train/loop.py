@@ -35,7 +35,7 @@ def pick_device(name: str = "auto") -> torch.device:
 
 def autocast(device: torch.device):
     """bf16 autocast on CUDA (safe for these convnets: no loss scaling needed); nothing on CPU."""
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=torch.device(device).type == "cuda")
 
 
 def atomic_save(obj, path: Path) -> None:

@@ -1,0 +1,185 @@
+"""Denoiser Chain web app: type digits and watch a chain of denoisers draw them, step by step."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: no calls home
+
+import argparse
+import logging
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import gradio as gr
+
+from model import Chain, Generation, InputError
+from model.api import check_seed
+from model.hub import load_chains
+from model.render import save_gif, save_png, upscale
+
+SCALE, THUMB = 8, 4  # screen pixels per MNIST pixel for the row and the gallery / GIF (nearest neighbour)
+EXAMPLES = ["2024", "0123456789", "three one four one five", "8 6 7 5 3 0 9"]
+CSS = "#row img, #row-b img {image-rendering: pixelated;}"  # the browser's own rescaling stays crisp too
+ABOUT = """### What is a denoiser chain?
+Each digit starts as pure noise; a chain of denoisers removes a little of it per step until a handwritten digit is left.
+**The original's flaw:** every net was trained with MSE to a fixed, deterministic target, so each learns the
+*conditional mean*; with no fresh noise along the way, the chain collapses to blurry class averages.
+**The improved chain:** one class-conditional denoiser shared by all steps, with fresh noise injected at every step,
+so each step *samples* its posterior instead of averaging it (optionally fine-tuned adversarially, as in
+Denoising Diffusion GANs). Digits get crisp and every seed writes them differently."""
+
+
+def parse_seed(text) -> int:
+    """Blank -> a fresh random seed; otherwise the whole number typed (raises InputError)."""
+    text = "" if text is None else str(text).strip()
+    if not text:
+        return check_seed(None)
+    try:
+        return check_seed(int(text))
+    except ValueError:
+        raise InputError(f"The seed must be a whole number, got {text!r}.") from None
+
+
+def gallery(g: Generation) -> list[tuple]:
+    """Every step; for the improved chain each input beside the denoiser's clean-digit guess from it."""
+    if g.guesses is None:
+        return [(upscale(s, THUMB), "noise" if i == 0 else f"after block {i}") for i, s in enumerate(g.steps)]
+    pairs = [((upscale(s, THUMB), f"step {i + 1} sees"), (upscale(q, THUMB), f"step {i + 1} guesses"))
+             for i, (s, q) in enumerate(zip(g.steps, g.guesses))]  # fmt: skip
+    return [item for pair in pairs for item in pair] + [(upscale(g.row, THUMB), "final")]
+
+
+def downloads(g: Generation, root: Path) -> list[str]:
+    """The final row as PNG and the run as an animated GIF, in a fresh folder (old ones are pruned)."""
+    for old in root.iterdir():  # downloads are copied into gradio's cache when returned; keep an hour
+        if old.stat().st_mtime < time.time() - 3600:
+            shutil.rmtree(old, ignore_errors=True)
+    folder = root / uuid.uuid4().hex
+    stem = f"{g.chain}-{''.join(map(str, g.digits))[:32]}-seed{g.seed}"
+    return [str(save_png(g.row, folder / f"{stem}.png", SCALE)), str(save_gif(g.steps, folder / f"{stem}.gif", THUMB))]
+
+
+def build_demo(chains: dict[str, Chain], status: dict[str, str]) -> gr.Blocks:
+    """The UI over the loaded chains (one or both); `status` says which weights each uses."""
+    order = [k for k in ("improved", "original") if k in chains]
+    choices = order + (["both"] if len(order) == 2 else [])
+    imp = chains.get("improved")
+    root = Path(tempfile.mkdtemp(prefix="denoiser-chain-"))
+
+    def generate(prompt: str, chain: str = choices[0], seed: str = "", steps=None, guidance=None, same_hand=False):
+        try:
+            if chain not in choices:
+                raise InputError(f"The chain must be one of {', '.join(choices)}, got {chain!r}.")
+            names, used = (order if chain == "both" else [chain]), parse_seed(seed)
+            live = {k: chains[k].stream(prompt, used, *((steps, guidance) if k == "improved" else (None, None)),
+                                        same_hand=bool(same_hand)) for k in names}  # fmt: skip
+            gens: dict[str, Generation] = {}
+            clear = {scrub: gr.Slider(visible=False), gallery_a: None, gallery_b: None, files_a: None, files_b: None}
+            while live:  # advance the chains in lockstep, one frame per step
+                for k, it in list(live.items()):
+                    gens[k] = next(it)
+                    if gens[k].done:
+                        del live[k]
+                if live:
+                    b = gens.get("original") if chain == "both" else None
+                    yield {img_a: upscale(gens[names[0]].row, SCALE), img_b: b and upscale(b.row, SCALE), **clear}
+                    clear = {}  # the last run's results go once this one starts
+        except InputError as e:  # one clear sentence for the user; the app keeps serving
+            raise gr.Error(str(e)) from None
+        a, b = gens[names[0]], gens.get("original") if chain == "both" else None
+        n = max(len(g.steps) for g in gens.values())
+        info = " · ".join(f"**{g.chain}** chain, {len(g.steps) - 1} steps" for g in gens.values())
+        yield {
+            img_a: upscale(a.row, SCALE), img_b: b and upscale(b.row, SCALE),
+            info_md: f"{info} · seed `{used}` (type it in Seed, same settings: same picture)",
+            scrub: gr.Slider(0, n - 1, value=n - 1, step=1, visible=True),
+            gallery_a: gallery(a), gallery_b: b and gallery(b), files_a: downloads(a, root),
+            files_b: b and downloads(b, root), frames: {k: g.steps for k, g in gens.items()},
+        }  # fmt: skip
+
+    def show_step(i, state):
+        if not state:
+            return gr.skip(), gr.skip()
+
+        def at(k):  # chains of different lengths scrub in proportion
+            f = state[k]
+            return upscale(f[round(i * (len(f) - 1) / max(1, n - 1))], SCALE)
+
+        n = max(len(f) for f in state.values())
+        ks = list(state)
+        return at(ks[0]), at(ks[1]) if len(ks) > 1 else gr.skip()
+
+    def on_chain(choice):
+        tune = choice != "original"
+        label = "improved chain" if choice == "both" else f"{choice} chain"
+        return gr.update(visible=tune), gr.update(visible=tune), gr.Column(visible=choice == "both"), gr.Image(label=label)
+
+    with gr.Blocks(title="Denoiser Chain") as demo:
+        gr.Markdown("# Denoiser Chain\nType digits (`2024`, `two 0 2 four`) and watch a chain of denoisers draw them.")
+        with gr.Row(equal_height=True):
+            prompt = gr.Textbox(label="Prompt", placeholder="2024 or two 0 2 four", scale=4, elem_id="prompt")
+            go = gr.Button("Generate", variant="primary", scale=1, elem_id="generate")
+        gr.Examples(EXAMPLES, inputs=prompt)
+        with gr.Row():
+            chain_in = gr.Radio(choices, value=choices[0], label="Chain", visible=len(choices) > 1)
+            seed_in = gr.Textbox(value="", label="Seed", placeholder="blank = random")
+            steps_in = gr.Slider(1, imp.max_steps if imp else 1, value=imp.default_steps if imp else 1, step=1,
+                                 precision=0, label="Steps", visible=imp is not None and choices[0] != "original")  # fmt: skip
+            guide_in = gr.Slider(0, 5, value=1.0, step=0.1, label="Guidance", visible=steps_in.visible)
+            same_in = gr.Checkbox(value=False, label="Same hand (one noise for every digit)")
+        with gr.Row():
+            with gr.Column():
+                img_a = gr.Image(type="pil", format="png", label=f"{choices[0]} chain".replace("both", "improved"),
+                                 interactive=False, elem_id="row")  # fmt: skip
+            with gr.Column(visible=False) as col_b:
+                img_b = gr.Image(type="pil", format="png", label="original chain", interactive=False, elem_id="row-b")
+        info_md = gr.Markdown(elem_id="info")
+        scrub = gr.Slider(0, 1, value=0, step=1, label="Scrub through the steps", visible=False)
+        with gr.Row():
+            with gr.Column():
+                gallery_a = gr.Gallery(label="Every step", columns=2, format="png", height="auto")
+                files_a = gr.File(label="Downloads: PNG and animated GIF", file_count="multiple")
+            with gr.Column(visible=False) as col_b2:
+                gallery_b = gr.Gallery(label="Every step (original)", columns=2, format="png", height="auto")
+                files_b = gr.File(label="Downloads (original)", file_count="multiple")
+        frames = gr.State(None)
+        gr.Markdown(ABOUT)
+        gr.Markdown("**Weights in use:** " + "; ".join(f"{k}: {v}" for k, v in status.items()), elem_id="status")
+
+        # preprocess=False: raw values reach the chain, whose checks word every bad input as one sentence.
+        gr.on([go.click, prompt.submit], generate, [prompt, chain_in, seed_in, steps_in, guide_in, same_in],
+              [img_a, img_b, info_md, scrub, gallery_a, gallery_b, files_a, files_b, frames],
+              api_name="generate", preprocess=False)  # fmt: skip
+        scrub.input(show_step, [scrub, frames], [img_a, img_b], api_visibility="private", show_progress="hidden")
+        chain_in.change(on_chain, chain_in, [steps_in, guide_in, col_b, img_a], api_visibility="private", queue=False)
+        chain_in.change(lambda c: gr.Column(visible=c == "both"), chain_in, col_b2, api_visibility="private", queue=False)
+    return demo.queue(default_concurrency_limit=2, max_size=64)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse options, load the chains (Hub or bundled), serve the app."""
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--model-repo", default=os.environ.get("MODEL_REPO"), help="improved weights: Hub id or directory")
+    p.add_argument("--revision", default=os.environ.get("MODEL_REVISION"), help="revision of --model-repo")
+    p.add_argument("--original-repo", default=os.environ.get("ORIGINAL_MODEL_REPO"), help="original weights")
+    p.add_argument("--host", default=None, help="default: 0.0.0.0 on Spaces, else 127.0.0.1")
+    p.add_argument("--port", type=int, default=None)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    chains, status = load_chains({"improved": (args.model_repo, args.revision), "original": (args.original_repo, None)})
+    if not chains:
+        sys.exit("No chain can be served: " + "; ".join(f"{k}: {v}" for k, v in status.items()))
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))  # two requests at once share the cores
+    host = args.host or ("0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1")
+    build_demo(chains, status).launch(server_name=host, server_port=args.port, ssr_mode=False, css=CSS)
+
+
+if __name__ == "__main__":
+    main()
