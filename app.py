@@ -90,7 +90,7 @@ def build_demo(chains: dict[str, Chain], status: dict[str, str]) -> gr.Blocks:
                     yield {img_a: upscale(gens[names[0]].row, SCALE), img_b: b and upscale(b.row, SCALE), **clear}
                     clear = {}  # the last run's results go once this one starts
         except InputError as e:  # one clear sentence for the user; the app keeps serving
-            raise gr.Error(str(e)) from None
+            raise gr.Error(str(e), title="Check the input", print_exception=False) from None
         a, b = gens[names[0]], gens.get("original") if chain == "both" else None
         n = max(len(g.steps) for g in gens.values())
         info = " · ".join(f"**{g.chain}** chain, {len(g.steps) - 1} steps" for g in gens.values())
@@ -115,9 +115,8 @@ def build_demo(chains: dict[str, Chain], status: dict[str, str]) -> gr.Blocks:
         return at(ks[0]), at(ks[1]) if len(ks) > 1 else gr.skip()
 
     def on_chain(choice):
-        tune = choice != "original"
-        label = "improved chain" if choice == "both" else f"{choice} chain"
-        return gr.update(visible=tune), gr.update(visible=tune), gr.Column(visible=choice == "both"), gr.Image(label=label)
+        tune, both = gr.update(visible=choice != "original"), gr.update(visible=choice == "both")
+        return tune, tune, both, both, gr.Image(label="improved chain" if choice == "both" else f"{choice} chain")
 
     with gr.Blocks(title="Denoiser Chain") as demo:
         gr.Markdown("# Denoiser Chain\nType digits (`2024`, `two 0 2 four`) and watch a chain of denoisers draw them.")
@@ -128,9 +127,10 @@ def build_demo(chains: dict[str, Chain], status: dict[str, str]) -> gr.Blocks:
         with gr.Row():
             chain_in = gr.Radio(choices, value=choices[0], label="Chain", visible=len(choices) > 1)
             seed_in = gr.Textbox(value="", label="Seed", placeholder="blank = random")
-            steps_in = gr.Slider(1, imp.max_steps if imp else 1, value=imp.default_steps if imp else 1, step=1,
-                                 precision=0, label="Steps", visible=imp is not None and choices[0] != "original")  # fmt: skip
-            guide_in = gr.Slider(0, 5, value=1.0, step=0.1, label="Guidance", visible=steps_in.visible)
+            tune = imp is not None  # steps and guidance exist for the improved chain only
+            steps_in = gr.Slider(1, imp.max_steps if tune else 1, value=imp.default_steps if tune else 1, step=1,
+                                 precision=0, label="Steps", visible=tune)  # fmt: skip
+            guide_in = gr.Slider(0, 5, value=1.0, step=0.1, label="Guidance", visible=tune)
             same_in = gr.Checkbox(value=False, label="Same hand (one noise for every digit)")
         with gr.Row():
             with gr.Column():
@@ -138,7 +138,7 @@ def build_demo(chains: dict[str, Chain], status: dict[str, str]) -> gr.Blocks:
                                  interactive=False, elem_id="row")  # fmt: skip
             with gr.Column(visible=False) as col_b:
                 img_b = gr.Image(type="pil", format="png", label="original chain", interactive=False, elem_id="row-b")
-        info_md = gr.Markdown(elem_id="info")
+        info_md = gr.Markdown(label="Run", elem_id="info")
         scrub = gr.Slider(0, 1, value=0, step=1, label="Scrub through the steps", visible=False)
         with gr.Row():
             with gr.Column():
@@ -156,8 +156,7 @@ def build_demo(chains: dict[str, Chain], status: dict[str, str]) -> gr.Blocks:
               [img_a, img_b, info_md, scrub, gallery_a, gallery_b, files_a, files_b, frames],
               api_name="generate", preprocess=False)  # fmt: skip
         scrub.input(show_step, [scrub, frames], [img_a, img_b], api_visibility="private", show_progress="hidden")
-        chain_in.change(on_chain, chain_in, [steps_in, guide_in, col_b, img_a], api_visibility="private", queue=False)
-        chain_in.change(lambda c: gr.Column(visible=c == "both"), chain_in, col_b2, api_visibility="private", queue=False)
+        chain_in.change(on_chain, chain_in, [steps_in, guide_in, col_b, col_b2, img_a], api_visibility="private")
     return demo.queue(default_concurrency_limit=2, max_size=64)
 
 

@@ -180,7 +180,9 @@ class ImprovedChainAPI(Chain):
 ADAPTERS = {"original": OriginalChain, "improved": ImprovedChainAPI}
 
 
-def load_chain(name: str | None = None, source: str | Path | None = None, revision: str | None = None, **hub_kwargs) -> Chain:
+def load_chain(
+    name: str | None = None, source: str | Path | None = None, revision: str | None = None, **hub_kwargs
+) -> Chain:
     """Load a chain by name ("improved", the default, or "original").
 
     source: None for the bundled weights in assets/, a local directory, or a Hub repo id.

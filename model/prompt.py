@@ -5,12 +5,7 @@ from __future__ import annotations
 from .errors import InputError
 
 MAX_DIGITS = 64
-WORDS = {
-    w: i
-    for i, w in enumerate(
-        ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-    )
-}
+WORDS = {w: i for i, w in enumerate(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])}
 
 
 class PromptError(InputError):
@@ -32,11 +27,7 @@ def parse_prompt(text: str, max_digits: int = MAX_DIGITS) -> list[int]:
         elif token.isascii() and token.isdigit():
             digits.extend(int(c) for c in token)
         else:
-            raise PromptError(
-                f"Cannot draw {token!r}: use digits 0-9 or the words zero ... nine."
-            )
+            raise PromptError(f"Cannot draw {token!r}: use digits 0-9 or the words zero ... nine.")
     if len(digits) > max_digits:
-        raise PromptError(
-            f"The prompt has {len(digits)} digits; at most {max_digits} can be drawn at once."
-        )
+        raise PromptError(f"The prompt has {len(digits)} digits; at most {max_digits} can be drawn at once.")
     return digits

@@ -68,9 +68,7 @@ class UNet(nn.Module):
         self.latent_emb = nn.Linear(latent_dim, emb_dim)
         nn.init.zeros_(self.latent_emb.weight)
         nn.init.zeros_(self.latent_emb.bias)
-        self.emb_mlp = nn.Sequential(
-            nn.Linear(emb_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
-        )
+        self.emb_mlp = nn.Sequential(nn.Linear(emb_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.inp = nn.Conv2d(1, c1, 3, padding=1)
         self.down1 = ResBlock(c1, c1, emb_dim)  # 28x28
         self.pool1 = nn.Conv2d(c1, c2, 3, stride=2, padding=1)  # -> 14x14

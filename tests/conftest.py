@@ -25,7 +25,9 @@ def fake_digits(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 def write_idx(raw: Path, prefix: str, images: np.ndarray, labels: np.ndarray) -> None:
     raw.mkdir(parents=True, exist_ok=True)
-    (raw / f"{prefix}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 2051, len(images), 28, 28) + images.tobytes())
+    (raw / f"{prefix}-images-idx3-ubyte").write_bytes(
+        struct.pack(">IIII", 2051, len(images), 28, 28) + images.tobytes()
+    )
     (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 2049, len(labels)) + labels.tobytes())
 
 

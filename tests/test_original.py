@@ -46,7 +46,9 @@ def test_every_second_assembly():
 
 def test_digit_run_blocks_are_the_trained_pieces():
     cfg = replace(make_config("original", "smoke"), **TINY)
-    run = DigitRun("3", torch.zeros(4, 28, 28, dtype=torch.uint8), cfg, __import__("pathlib").Path("/nonexistent"), "cpu", False)
+    run = DigitRun(
+        "3", torch.zeros(4, 28, 28, dtype=torch.uint8), cfg, __import__("pathlib").Path("/nonexistent"), "cpu", False
+    )
     assert [id(b) for b in run.blocks] == [id(run.den[i] if k == "denoiser" else run.con[i]) for k, i in run.order]
     assert [id(b) for b in run.blocks][::2] == [id(run.den[i]) for i in (0, 2, 4, 6, 8, 10)]
 
@@ -206,7 +208,21 @@ def test_missing_data_root_says_where_it_looked(tmp_path):
 def test_cli_errors_are_one_line(tmp_path, capsys):
     from train.__main__ import main
 
-    assert main(["original", "--preset", "smoke", "--data-root", str(tmp_path), "--no-download", "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "original",
+                "--preset",
+                "smoke",
+                "--data-root",
+                str(tmp_path),
+                "--no-download",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     assert "MNIST (train) was not found" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="Unknown preset"):
         main(["original", "--preset", "huge", "--data-root", str(tmp_path)])

@@ -29,7 +29,9 @@ def main(argv: list[str] | None = None) -> int:
 
     o = sub.add_parser("original", help="the author's five-stage recipe")
     common(o, "runs/original")
-    o.add_argument("--digits", default="0123456789", help="digits to train chains for, or none (one unconditional chain)")
+    o.add_argument(
+        "--digits", default="0123456789", help="digits to train chains for, or none (one unconditional chain)"
+    )
     o.add_argument("--stage", default="all", choices=["1", "2", "3", "4", "5", "all"])
 
     im = sub.add_parser("improved", help="the improved chain (denoising + adversarial stage)")

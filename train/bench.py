@@ -25,7 +25,9 @@ def bench(name: str, steps_list: list[int] | None, repeat: int = 50, source=None
 
     chain = load_chain(name, source=source)
     print(f"{chain.name} chain ({chain.source}), torch {torch.__version__}, {torch.get_num_threads()} threads")
-    steps_list = steps_list or ([chain.default_steps] if chain.name == "original" else sorted({1, 2, 4, chain.default_steps, chain.max_steps}))
+    steps_list = steps_list or (
+        [chain.default_steps] if chain.name == "original" else sorted({1, 2, 4, chain.default_steps, chain.max_steps})
+    )
     rows = []
     for steps in steps_list:
         kw = {} if chain.name == "original" else {"steps": steps}

@@ -56,12 +56,12 @@ class ImprovedConfig:
 PRESETS = {
     "original": {
         "faithful": {},
-        "cpu": dict(width=0.125, per_digit=2000, epochs1=3, epochs2=2, epochs4=4, epochs5=2),
+        "cpu": dict(width=0.125, per_digit=1000, epochs1=2, epochs2=1, epochs4=3, epochs5=2),
         "smoke": dict(width=0.0625, per_digit=48, epochs1=1, epochs2=1, epochs4=1, epochs5=1, batch_size=16, grid=2),
     },
     "improved": {
         "faithful": dict(ch=48, iters=30000, batch_size=256, adv_iters=4000),
-        "cpu": dict(ch=32, iters=3500, adv_iters=300, adv_eval_every=100, sample_every=500),
+        "cpu": dict(ch=32, iters=3000, adv_iters=200, adv_eval_every=100, sample_every=500),
         "smoke": dict(ch=8, emb_dim=32, iters=6, batch_size=16, adv_iters=4, adv_eval_every=2,
                       adv_eval_n=4, sample_every=3, per_digit=20, warmup=2),
     },

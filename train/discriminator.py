@@ -6,8 +6,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.unet import FourierEmbedding
-
 
 class Discriminator(nn.Module):
     """(x_s, x_t) (B, 1, 28, 28) each, level index t (B,), digit (B,) -> logit (B,).

@@ -111,7 +111,9 @@ def evaluate_cli(args) -> dict:
 
     chain = load_chain(args.chain, source=args.source)
     result, images, labels = evaluate_chain(chain, args.per_digit, args.seed, args.steps, args.guidance, args.data_root)
-    name = chain.name + (f"-steps{args.steps}" if args.steps else "") + (f"-g{args.guidance:g}" if args.guidance else "")
+    name = (
+        chain.name + (f"-steps{args.steps}" if args.steps else "") + (f"-g{args.guidance:g}" if args.guidance else "")
+    )
     out = Path(args.out or f"eval/{name}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     pick = np.concatenate([np.nonzero(labels == d)[0][:10] for d in range(10)])

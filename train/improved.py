@@ -161,7 +161,12 @@ def adv_pairs(model: ImprovedChain, steps_list=(2, 4)) -> torch.Tensor:
     """(P, 2) level pairs (t, s), s < t, that the listed sub-ladders step between."""
     from model.ladder import sub_ladder
 
-    pairs = {(a, b) for st in steps_list if st <= model.levels for a, b in zip(sub_ladder(model.levels, st), sub_ladder(model.levels, st)[1:])}
+    pairs = {
+        (a, b)
+        for st in steps_list
+        if st <= model.levels
+        for a, b in zip(sub_ladder(model.levels, st), sub_ladder(model.levels, st)[1:])
+    }
     return torch.tensor(sorted(pairs))
 
 
@@ -261,7 +266,9 @@ def train_adversarial(cfg: ImprovedConfig, base: ImprovedChain, x, y, out: Path,
         it, hist, best = state["it"], state["hist"], state["best"]
     else:
         best = {**quick_score(base, clf, ref, cfg), "it": 0, "source": "denoise"}
-        log_metrics(metrics, stage="adversarial", it=0, **{k: best[k] for k in ("accuracy", "fid", "floor", "diversity")})
+        log_metrics(
+            metrics, stage="adversarial", it=0, **{k: best[k] for k in ("accuracy", "fid", "floor", "diversity")}
+        )
 
     def save():
         atomic_save({"G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(), "opt_g": opt_g.state_dict(),
@@ -288,7 +295,8 @@ def train_adversarial(cfg: ImprovedConfig, base: ImprovedChain, x, y, out: Path,
                 if better(sc, best):
                     best = {**sc, "it": it, "source": "adversarial"}
                     save_weights(G_ema, out / "adversarial", extra={"stage": "adversarial", "iters": it, "quick": row})
-                tqdm.write(f"adversarial it {it}: {json.dumps({k: round(v, 4) for k, v in row.items()})}; best from {best['source']} @ {best['it']}")
+                scores = json.dumps({k: round(v, 4) for k, v in row.items()})
+                tqdm.write(f"adversarial it {it}: {scores}; best: {best['source']} @ {best['it']}")
                 save()
     except KeyboardInterrupt:
         save()

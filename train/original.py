@@ -164,7 +164,9 @@ def check_run_dir(out: Path, cfg: OriginalConfig | dict, resume: bool, recipe: s
     if path.exists():
         old = json.loads(path.read_text())
         if not resume:
-            raise ResumeError(f"{out} already holds a training run; pass --resume to continue it or pick another --out.")
+            raise ResumeError(
+                f"{out} already holds a training run; pass --resume to continue it or pick another --out."
+            )
         diff = {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v}
         if diff:
             raise ResumeError(f"Cannot resume {out} with a different config: {diff} (saved vs now).")
@@ -197,7 +199,10 @@ def assemble(out: Path, keys: list[str], cfg: OriginalConfig) -> Path:
     model = OriginalChains(cfg.width, cfg.steps, cfg.a, cfg.assembly, digits)
     done = []
     for key in keys:
-        latest = next((out / f"digit_{key}" / f"stage{k}" for k in (5, 4, 3) if (out / f"digit_{key}" / f"stage{k}").exists()), None)
+        latest = next(
+            (out / f"digit_{key}" / f"stage{k}" for k in (5, 4, 3) if (out / f"digit_{key}" / f"stage{k}").exists()),
+            None,
+        )
         if latest is None:
             return out / "model"  # nothing assembled yet (only stages 1-2 ran)
         part = load_weights("original", latest)

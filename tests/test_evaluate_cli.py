@@ -1,0 +1,107 @@
+"""Evaluation metrics, the evaluate command, the sample command and the bench command."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from model.improved import ImprovedChain
+from model.io import save_weights
+from model.original import OriginalChains
+from train.classifier import Classifier
+from train.evaluate import frechet, spread
+
+
+def test_frechet_and_spread_on_known_sets():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(4000, 4))
+    assert frechet(a, a) == pytest.approx(0, abs=1e-6)
+    assert frechet(a, a + 2.0) == pytest.approx(16.0, rel=1e-3)  # |mu1 - mu2|^2 = 4 * 2^2
+    labels = np.repeat([0, 1], 2000)
+    same = np.zeros((4000, 4))
+    assert spread(same, labels) == 0.0  # every sample identical -> no diversity
+    assert spread(a, labels) > 1.0
+
+
+@pytest.fixture()
+def weights(tmp_path, monkeypatch):
+    """Tiny chains and a tiny classifier in a temporary assets folder."""
+    import model.io
+    import train.classifier
+
+    torch.manual_seed(0)
+    save_weights(ImprovedChain(ch=8, emb_dim=32, latent_dim=4, levels=4, default_steps=2), tmp_path / "improved")
+    save_weights(OriginalChains(width=0.0625, digits=list(range(10))), tmp_path / "original")
+    save_weights(Classifier(ch=4, feat=8), tmp_path / "classifier")
+    monkeypatch.setattr(model.io, "ASSETS", tmp_path)
+    monkeypatch.setattr(train.classifier, "ASSETS", tmp_path)
+    return tmp_path
+
+
+def test_evaluate_command_writes_all_numbers(weights, mnist_root, tmp_path, capsys):
+    from train.__main__ import main
+
+    out = tmp_path / "eval" / "orig.json"
+    assert (
+        main(["evaluate", "--chain", "original", "--per-digit", "6", "--data-root", str(mnist_root), "--out", str(out)])
+        == 0
+    )
+    result = json.loads(out.read_text())
+    for key in ("accuracy", "fid", "floor", "diversity"):
+        assert isinstance(result[key], float)
+    assert 0 <= result["accuracy"] <= 1 and result["n"] == 60
+    assert out.with_suffix(".png").exists()
+    assert "FID floor" in capsys.readouterr().out
+
+
+def test_sample_command_npz_png_gif(weights, tmp_path):
+    from model.__main__ import main
+
+    npz = tmp_path / "s.npz"
+    assert (
+        main(
+            [
+                "sample",
+                "--chain",
+                "original",
+                "--prompt",
+                "0123456789",
+                "--repeat",
+                "3",
+                "--seed",
+                "0",
+                "--out",
+                str(npz),
+            ]
+        )
+        == 0
+    )
+    data = np.load(npz)
+    assert data["images"].shape == (30, 28, 28) and data["images"].dtype == np.uint8
+    assert data["labels"].tolist() == [d for d in range(10) for _ in range(3)]
+    assert main(["sample", "--prompt", "42", "--steps", "3", "--repeat", "2", "--out", str(tmp_path / "r.png")]) == 0
+    from PIL import Image
+
+    assert Image.open(tmp_path / "r.png").size == (53 * 2, 56 * 2)
+    assert main(["sample", "--prompt", "7", "--out", str(tmp_path / "s.gif")]) == 0
+    assert Image.open(tmp_path / "s.gif").n_frames == 3  # noise + 2 default steps
+
+
+def test_sample_command_bad_input(weights, tmp_path, capsys):
+    from model.__main__ import main
+
+    assert main(["sample", "--prompt", "4x", "--out", str(tmp_path / "a.npz")]) == 2
+    assert "'4x'" in capsys.readouterr().err
+    assert main(["sample", "--prompt", "4", "--steps", "9", "--out", str(tmp_path / "a.npz")]) == 2
+    assert main(["sample", "--prompt", "4", "--chain", "original", "--steps", "2"]) == 2
+    assert main(["sample", "--prompt", "4", "--source", str(tmp_path / "nope")]) == 2
+    assert "no such weights directory" in capsys.readouterr().err
+
+
+def test_bench_prints_median_and_p95(weights, capsys):
+    from train.__main__ import main
+
+    assert main(["bench", "--chain", "improved", "--steps", "1", "2", "--repeat", "3"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("median") == 2 and "p95" in out

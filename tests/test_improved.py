@@ -1,0 +1,151 @@
+"""The improved chain: posterior math, sub-ladders, guidance, determinism, same hand, GAN wiring."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from model.api import ImprovedChainAPI
+from model.errors import CheckpointError, InputError
+from model.improved import ImprovedChain
+from model.io import load_weights, save_weights
+from model.sampler import guided, posterior_step
+from train.config import make_config
+from train.improved import adv_pairs, adversarial_step, make_adversarial, train_improved
+
+
+def tiny(**kw) -> ImprovedChain:
+    torch.manual_seed(0)
+    m = ImprovedChain(ch=8, emb_dim=32, latent_dim=4, levels=6, default_steps=3, **kw).eval()
+    with torch.no_grad():  # give the zero-initialised layers some weight so outputs depend on inputs
+        for p in m.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return m
+
+
+def test_posterior_step_matches_the_ddpm_closed_form():
+    ab_t, ab_s = 0.3, 0.6
+    alpha_t = ab_t / ab_s  # one jump between the two levels
+    x0, x_t = torch.full((1, 1, 2, 2), 0.5), torch.full((1, 1, 2, 2), -0.2)
+    mean = np.sqrt(ab_s) * (1 - alpha_t) / (1 - ab_t) * 0.5 + np.sqrt(alpha_t) * (1 - ab_s) / (1 - ab_t) * -0.2
+    var = (1 - ab_s) / (1 - ab_t) * (1 - alpha_t)
+    zero = posterior_step(x_t, x0, ab_t, ab_s, 1.0, torch.zeros_like(x0))
+    assert torch.allclose(zero, torch.full_like(x0, mean), atol=1e-6)
+    one = posterior_step(x_t, x0, ab_t, ab_s, 1.0, torch.ones_like(x0))
+    assert torch.allclose(one - zero, torch.full_like(x0, np.sqrt(var)), atol=1e-6)
+    # eta = 0 is deterministic DDIM: the noise is ignored, the implied eps is kept
+    ddim = posterior_step(x_t, x0, ab_t, ab_s, 0.0, torch.randn_like(x0))
+    eps = (-0.2 - np.sqrt(ab_t) * 0.5) / np.sqrt(1 - ab_t)
+    assert torch.allclose(ddim, torch.full_like(x0, np.sqrt(ab_s) * 0.5 + np.sqrt(1 - ab_s) * eps), atol=1e-6)
+
+
+def test_posterior_samples_have_the_right_moments():
+    g = torch.Generator().manual_seed(0)
+    x0, x_t = torch.zeros(20000, 1, 1, 1), torch.ones(20000, 1, 1, 1)
+    s = posterior_step(x_t, x0, 0.2, 0.7, 1.0, torch.randn(x0.shape, generator=g))
+    var = (1 - 0.7) / (1 - 0.2) * (1 - 0.2 / 0.7)
+    mean = np.sqrt(0.2 / 0.7) * (1 - 0.7) / (1 - 0.2)
+    assert abs(s.mean().item() - mean) < 0.01 and abs(s.var().item() - var) < 0.01
+
+
+def test_sub_ladder_of_the_trained_ladder():
+    m = tiny()
+    for steps in range(1, m.levels + 1):
+        ab = m.sub_alpha_bars(steps)
+        assert len(ab) == steps + 1 and ab[-1] == 1 and ab[0] == m.alpha_bars[-1]
+        assert all(bool((m.alpha_bars == v).any()) for v in ab)  # only trained levels are visited
+    chain = ImprovedChainAPI(m, "t")
+    for steps in (1, 2, m.levels):
+        g = chain.generate("12", seed=0, steps=steps)
+        assert len(g.steps) == steps + 1 and len(g.guesses) == steps
+        assert np.array_equal(g.steps[-1], g.row)
+
+
+def test_guidance_one_is_the_plain_conditional_model():
+    m = tiny()
+    x, ab, labels, z = torch.randn(3, 1, 28, 28), torch.full((3,), 0.4), torch.tensor([1, 2, 3]), torch.randn(3, 4)
+    with torch.no_grad():
+        assert torch.equal(guided(m, labels, 1.0)(x, ab, z), m(x, ab, labels, z))
+        # and w = 0 is the unconditional ("no label") model, batched in the same pass
+        null = torch.full_like(labels, 10)
+        assert torch.allclose(guided(m, labels, 0.0)(x, ab, z), m(x, ab, null, z), atol=1e-5)
+        w = guided(m, labels, 3.0)(x, ab, z)
+        assert torch.allclose(w, m(x, ab, null, z) + 3.0 * (m(x, ab, labels, z) - m(x, ab, null, z)), atol=1e-5)
+
+
+def test_generate_is_deterministic_under_a_seed():
+    chain = ImprovedChainAPI(tiny(), "t")
+    a, b = chain.generate("0 1 2", seed=7), chain.generate("0 1 2", seed=7)
+    assert np.array_equal(a.row, b.row) and all(np.array_equal(x, y) for x, y in zip(a.steps, b.steps))
+    assert not np.array_equal(chain.generate("0 1 2", seed=8).row, a.row)
+    assert np.array_equal(chain.sample([0, 1, 2], seed=7), chain.sample([0, 1, 2], seed=7))
+
+
+def test_same_hand_shares_the_starting_noise():
+    chain = ImprovedChainAPI(tiny(), "t")
+    g = chain.generate("1234", seed=3, same_hand=True)
+    start = g.steps[0]
+    first = start[:, 2:27]
+    for i in range(1, 4):
+        assert np.array_equal(start[:, 28 + 25 * (i - 1) : 28 + 25 * i], first)
+    h = chain.generate("1234", seed=3)
+    assert not np.array_equal(h.steps[0][:, 28:53], h.steps[0][:, 2:27])
+
+
+@pytest.mark.parametrize(
+    "kw, fragment",
+    [
+        (dict(steps=0), "steps"), (dict(steps=7), "steps"), (dict(steps=2.5), "steps"), (dict(steps="3"), "steps"),
+        (dict(guidance=-1.0), "guidance"), (dict(guidance=1e6), "guidance"), (dict(guidance="x"), "guidance"),
+        (dict(seed=1.5), "seed"), (dict(seed="abc"), "seed"), (dict(seed=-1), "seed"), (dict(seed=2**64), "seed"),
+    ],
+)  # fmt: skip
+def test_bad_settings_are_clear_errors(kw, fragment):
+    with pytest.raises(InputError, match=fragment):
+        ImprovedChainAPI(tiny(), "t").generate("12", **kw)
+
+
+def test_ladder_mismatch_is_a_clear_error(tmp_path):
+    m = tiny()
+    save_weights(m, tmp_path / "w")
+    assert load_weights("improved", tmp_path / "w").levels == 6
+    cfg = (tmp_path / "w" / "config.json").read_text().replace('"levels": 6', '"levels": 5')
+    (tmp_path / "w" / "config.json").write_text(cfg)
+    with pytest.raises(CheckpointError, match="model.safetensors"):
+        load_weights("improved", tmp_path / "w")
+
+
+def test_adversarial_wiring_each_optimiser_updates_its_own_net():
+    cfg = make_config("improved", "smoke")
+    base = tiny()
+    G, D, opt_g, opt_d = make_adversarial(base, cfg, "cpu")
+    assert {id(p) for g in opt_g.param_groups for p in g["params"]} == {id(p) for p in G.parameters()}
+    assert {id(p) for g in opt_d.param_groups for p in g["params"]} == {id(p) for p in D.parameters()}
+    assert all(torch.equal(a, b) for a, b in zip(G.parameters(), base.parameters()))  # starts as the denoiser
+    b0 = [p.detach().clone() for p in base.parameters()]
+    g0 = [p.detach().clone() for p in G.parameters()]
+    d0 = [p.detach().clone() for p in D.parameters()]
+    x0, labels = torch.rand(4, 1, 28, 28) * 2 - 1, torch.tensor([0, 1, 2, 3])
+    pairs = adv_pairs(G, (2, 3))
+    assert all(t > s for t, s in pairs.tolist())
+    losses = adversarial_step(G, D, opt_g, opt_d, x0, labels, pairs, cfg)
+    assert all(torch.isfinite(v) for v in losses)
+    assert any(not torch.equal(a, b) for a, b in zip(g0, G.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(d0, D.parameters()))
+    assert all(p.requires_grad for p in D.parameters())  # D is unfrozen again after G's step
+    # the base denoiser itself is never touched by the stage
+    assert all(torch.equal(a, b) for a, b in zip(b0, base.parameters()))
+
+
+def test_smoke_preset_end_to_end(mnist_root, tmp_path):
+    cfg = replace(make_config("improved", "smoke"), per_digit=8)
+    out = train_improved(cfg, mnist_root, tmp_path / "imp", progress=False, download=False)
+    run = tmp_path / "imp"
+    for f in ("denoise/model.safetensors", "denoise/config.json", "model/model.safetensors", "model/config.json",
+              "metrics.jsonl", "samples_denoise.gif", "loss_denoise.png", "adversarial_result.json",
+              "loss_adversarial.png", "state/denoise.pt", "state/adversarial.pt"):  # fmt: skip
+        assert (run / f).exists(), f
+    chain = ImprovedChainAPI(load_weights("improved", out), "smoke")
+    g = chain.generate("31", seed=0)
+    assert g.digits == [3, 1] and g.row.shape == (28, 53)
