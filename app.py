@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 import gradio as gr
+import torch
 
 from model import Chain, Generation, InputError
 from model.api import check_seed
@@ -27,22 +28,27 @@ EXAMPLES = ["2024", "0123456789", "three one four one five", "8 6 7 5 3 0 9"]
 CSS = "#row img, #row-b img {image-rendering: pixelated;}"  # the browser's own rescaling stays crisp too
 ABOUT = """### What is a denoiser chain?
 Each digit starts as pure noise; a chain of denoisers removes a little of it per step until a handwritten digit is left.
-**The original's flaw:** every net was trained with MSE to a fixed, deterministic target, so each learns the
-*conditional mean*; with no fresh noise along the way, the chain collapses to blurry class averages.
-**The improved chain:** one class-conditional denoiser shared by all steps, with fresh noise injected at every step,
-so each step *samples* its posterior instead of averaging it (optionally fine-tuned adversarially, as in
-Denoising Diffusion GANs). Digits get crisp and every seed writes them differently."""
+
+- **The original's flaw:** every net was trained with MSE to a fixed, deterministic target, so each learns the
+  *conditional mean*; with no fresh noise along the way, the chain collapses to blurry class averages.
+- **The improved chain:** one class-conditional denoiser shared by all steps, with fresh noise injected at every step,
+  so each step *samples* its posterior instead of averaging it (optionally fine-tuned adversarially, as in
+  Denoising Diffusion GANs). Digits come out crisp, and every seed writes them differently.
+- **In the gallery**, each pair is what a step sees and the clean digits the denoiser guesses from it."""
 
 
-def parse_seed(text) -> int:
+def parse_seed(value) -> int:
     """Blank -> a fresh random seed; otherwise the whole number typed (raises InputError)."""
-    text = "" if text is None else str(text).strip()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):  # a number sent through the API
+        return check_seed(value)
+    text = "" if value is None else str(value).strip()
     if not text:
         return check_seed(None)
     try:
-        return check_seed(int(text))
+        seed = int(text)
     except ValueError:
         raise InputError(f"The seed must be a whole number, got {text!r}.") from None
+    return check_seed(seed)
 
 
 def gallery(g: Generation) -> list[tuple]:
@@ -89,7 +95,7 @@ def build_demo(chains: dict[str, Chain], status: dict[str, str]) -> gr.Blocks:
                     b = gens.get("original") if chain == "both" else None
                     yield {img_a: upscale(gens[names[0]].row, SCALE), img_b: b and upscale(b.row, SCALE), **clear}
                     clear = {}  # the last run's results go once this one starts
-        except InputError as e:  # one clear sentence for the user; the app keeps serving
+        except ValueError as e:  # InputError, or a digit these weights have no chain for: say so, keep serving
             raise gr.Error(str(e), title="Check the input", print_exception=False) from None
         a, b = gens[names[0]], gens.get("original") if chain == "both" else None
         n = max(len(g.steps) for g in gens.values())
@@ -126,26 +132,27 @@ def build_demo(chains: dict[str, Chain], status: dict[str, str]) -> gr.Blocks:
         gr.Examples(EXAMPLES, inputs=prompt)
         with gr.Row():
             chain_in = gr.Radio(choices, value=choices[0], label="Chain", visible=len(choices) > 1)
-            seed_in = gr.Textbox(value="", label="Seed", placeholder="blank = random")
+            seed_in = gr.Textbox(value="", label="Seed", placeholder="blank = random", elem_id="seed")
             tune = imp is not None  # steps and guidance exist for the improved chain only
-            steps_in = gr.Slider(1, imp.max_steps if tune else 1, value=imp.default_steps if tune else 1, step=1,
+            steps_in = gr.Slider(1, imp.max_steps if tune else 2, value=imp.default_steps if tune else 1, step=1,
                                  precision=0, label="Steps", visible=tune)  # fmt: skip
             guide_in = gr.Slider(0, 5, value=1.0, step=0.1, label="Guidance", visible=tune)
             same_in = gr.Checkbox(value=False, label="Same hand (one noise for every digit)")
         with gr.Row():
             with gr.Column():
-                img_a = gr.Image(type="pil", format="png", label=f"{choices[0]} chain".replace("both", "improved"),
+                img_a = gr.Image(type="pil", format="png", label=f"{choices[0]} chain",
                                  interactive=False, elem_id="row")  # fmt: skip
             with gr.Column(visible=False) as col_b:
                 img_b = gr.Image(type="pil", format="png", label="original chain", interactive=False, elem_id="row-b")
         info_md = gr.Markdown(label="Run", elem_id="info")
-        scrub = gr.Slider(0, 1, value=0, step=1, label="Scrub through the steps", visible=False)
+        scrub = gr.Slider(0, 1, value=0, step=1, label="Scrub through the steps", visible=False, elem_id="scrub")
+        tiles = dict(columns=4, format="png", object_fit="contain", height="auto")  # two (sees, guesses) pairs a line
         with gr.Row():
             with gr.Column():
-                gallery_a = gr.Gallery(label="Every step", columns=2, format="png", height="auto")
+                gallery_a = gr.Gallery(label="Every step", **tiles)
                 files_a = gr.File(label="Downloads: PNG and animated GIF", file_count="multiple")
             with gr.Column(visible=False) as col_b2:
-                gallery_b = gr.Gallery(label="Every step (original)", columns=2, format="png", height="auto")
+                gallery_b = gr.Gallery(label="Every step (original)", **tiles)
                 files_b = gr.File(label="Downloads (original)", file_count="multiple")
         frames = gr.State(None)
         gr.Markdown(ABOUT)
@@ -170,11 +177,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, default=None)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not every request gradio makes to itself
     chains, status = load_chains({"improved": (args.model_repo, args.revision), "original": (args.original_repo, None)})
+    for name, text in status.items():
+        logging.getLogger("app").info("%s chain: %s", name, text)
     if not chains:
         sys.exit("No chain can be served: " + "; ".join(f"{k}: {v}" for k, v in status.items()))
-    import torch
-
     torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))  # two requests at once share the cores
     host = args.host or ("0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1")
     build_demo(chains, status).launch(server_name=host, server_port=args.port, ssr_mode=False, css=CSS)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .api import Chain, load_chain
 from .errors import CheckpointError
+from .io import download
 
 log = logging.getLogger(__name__)
 
@@ -39,24 +40,31 @@ def call_with_deadline(fn, timeout: float):
     return box["value"]
 
 
+def _load(name: str, source: str | Path | None = None) -> Chain:
+    return load_chain(name, source=source)
+
+
 def load_with_fallback(
     name: str, repo_id: str | None = None, revision: str | None = None, timeout: float = 3.0, **hub_kwargs
 ) -> tuple[Chain, str]:
     """Load chain `name` from repo_id (a local directory or a Hub repo id), else the bundled weights; say which."""
     if not repo_id:
-        return load_chain(name), "bundled weights"
+        return _load(name), "bundled weights"
     if Path(repo_id).expanduser().is_dir():
         where = f"directory {repo_id}"
         try:
-            return load_chain(name, source=repo_id), f"weights from {where}"
+            return _load(name, repo_id), f"weights from {where}"
         except Exception as e:
             reason = f"unusable: {_first_line(e)}"
     else:
-        where = f"Hub repo {repo_id}" + (f"@{revision}" if revision else "")
+        label = repo_id + (f"@{revision}" if revision else "")
+        where = f"Hub repo {label}"
+        hub_kwargs.setdefault("etag_timeout", timeout)  # a download that missed the deadline gives up sooner
         try:
-            chain = call_with_deadline(
-                lambda: load_chain(name, source=repo_id, revision=revision, **hub_kwargs), timeout
-            )
+            # Only the download runs in the deadline thread; loading stays here, so nothing is left half-done.
+            folder = call_with_deadline(lambda: download(repo_id, revision, **hub_kwargs), timeout)
+            chain = _load(name, folder)
+            chain.source = label
             return chain, f"weights from {where}"
         except TimeoutError as e:
             reason = f"unreachable: {e}"
@@ -64,7 +72,7 @@ def load_with_fallback(
             reason = f"unusable: {_first_line(e)}"
     log.warning("%s chain: cannot use %s (%s); falling back to the bundled weights.", name, where, reason)
     try:
-        chain = load_chain(name)
+        chain = _load(name)
     except CheckpointError as e:
         raise CheckpointError(f"{where} {reason}, and no bundled weights either: {e}") from e
     return chain, f"bundled weights ({where} {reason})"

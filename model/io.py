@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
+import inspect
 import json
 import os
 import shutil
@@ -15,6 +14,7 @@ from .improved import ImprovedChain
 from .original import OriginalChains
 
 KINDS = {"original": OriginalChains, "improved": ImprovedChain}
+FILES = ("config.json", "model.safetensors")
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 
@@ -48,38 +48,60 @@ def read_config(directory: str | Path) -> dict:
         raise CheckpointError(f"{path}: not valid JSON ({e}).") from None
 
 
+def build(cls, config: dict, path: Path):
+    """The model a config describes, with the weights at `path` loaded strictly."""
+    from safetensors.torch import load_model
+
+    params = inspect.signature(cls.__init__).parameters
+    model = cls(**{k: v for k, v in config.items() if k in params and k != "self"})
+    model._hub_mixin_config = {k: v for k, v in config.items() if k in params}
+    load_model(model, str(path), strict=True)
+    return model
+
+
 def load_weights(kind: str, source: str | Path, revision: str | None = None, **hub_kwargs):
-    """Load a chain of `kind` from a local directory or a Hub repo id, strictly.
+    """Load a chain of `kind` from a local directory or a Hub repo id (config.json + model.safetensors).
 
     Raises CheckpointError naming the file and what is wrong (missing, corrupt, mismatched).
     """
     if kind not in KINDS:
         raise CheckpointError(f"Unknown chain {kind!r}; choose one of {', '.join(KINDS)}.")
-    cls = KINDS[kind]
     local = Path(source).expanduser()
     text = str(source)
-    if not local.is_dir() and (local.is_absolute() or text.startswith((".", "~")) or text.count("/") > 1):
-        raise CheckpointError(f"{local}: no such weights directory (expected config.json + model.safetensors).")
-    where = str(local / "model.safetensors") if local.is_dir() else f"{source} (Hub)"
-    if local.is_dir():
-        found = read_config(local).get("kind", kind)
-        if found != kind:
-            raise CheckpointError(f"{local / 'config.json'}: holds a {found!r} chain, not {kind!r}.")
-        source = str(local)
+    if not local.is_dir():
+        if local.is_absolute() or text.startswith((".", "~")) or text.count("/") > 1:
+            raise CheckpointError(f"{local}: no such weights directory (expected config.json + model.safetensors).")
+        local = download(text, revision, **hub_kwargs)
+    config = read_config(local)
+    found = config.get("kind", kind)
+    if found != kind:
+        raise CheckpointError(f"{local / 'config.json'}: holds a {found!r} chain, not {kind!r}.")
+    where = local / "model.safetensors"
+    if not where.exists():
+        raise CheckpointError(f"{where}: no such file.")
     try:
-        with contextlib.redirect_stdout(io.StringIO()):  # the mixin prints where it loads from
-            model = cls.from_pretrained(source, revision=revision, strict=True, **hub_kwargs)
-    except CheckpointError:
-        raise
-    except Exception as e:  # safetensors, torch and hub errors all become one clear message
+        model = build(KINDS[kind], config, where)
+    except Exception as e:  # safetensors and torch errors all become one clear message
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{where}: cannot load the {kind} chain: {msg}") from e
     if kind == "improved":
         try:
-            model.check_ladder(where)
+            model.check_ladder(str(where))
         except ValueError as e:
             raise CheckpointError(str(e)) from None
     return model.eval()
+
+
+def download(repo_id: str, revision: str | None = None, **hub_kwargs) -> Path:
+    """Fetch (or find in the Hub cache) a repo's config.json and model.safetensors; return their folder."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        paths = [hf_hub_download(repo_id, f, revision=revision, **hub_kwargs) for f in FILES]
+    except Exception as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{repo_id} (Hub): cannot fetch the weights: {msg}") from e
+    return Path(paths[-1]).parent
 
 
 def bundled(kind: str) -> Path:

@@ -79,24 +79,45 @@ def test_offline_hub_cache(weights, tmp_path, monkeypatch):
 # Run in a child process: a Hub download that missed its deadline goes on in a daemon thread (retrying with
 # back-off), and must never outlive the 127.0.0.1 endpoint it was given; the child's exit ends it.
 UNREACHABLE = r"""
-import json, socket, sys, time
+import json, socket, sys, threading, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from huggingface_hub import constants
 import model.io
 from model.hub import load_with_fallback
 
 model.io.ASSETS = Path(sys.argv[1])
 out = {}
+
+
+class NotFound(BaseHTTPRequestHandler):  # a Hub that answers at once: no such repo
+    def do_HEAD(self):
+        self.send_response(404)
+        self.send_header("X-Error-Code", "RepoNotFound")
+        self.end_headers()
+
+    do_GET = do_HEAD
+
+    def log_message(self, *args):
+        pass
+
+
+http = ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+threading.Thread(target=http.serve_forever, daemon=True).start()
+t = time.monotonic()
+chain, status = load_with_fallback("improved", "user/missing", endpoint=f"http://127.0.0.1:{http.server_port}",
+                                   cache_dir=sys.argv[2])
+out["missing"] = {"seconds": time.monotonic() - t, "source": chain.source, "status": status}
 for case in ("closed", "silent"):
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
-    constants.ENDPOINT = f"http://127.0.0.1:{server.getsockname()[1]}"
+    endpoint = f"http://127.0.0.1:{server.getsockname()[1]}"
     if case == "silent":
         server.listen(8)  # accepts connections (kernel backlog) and never answers
     else:
         server.close()  # nothing listens there
     t = time.monotonic()
-    chain, status = load_with_fallback("improved", f"user/{case}", revision="v1", cache_dir=sys.argv[2])
+    kw = {"endpoint": endpoint, "cache_dir": sys.argv[2]}
+    chain, status = load_with_fallback("improved", f"user/{case}", revision="v1", **kw)
     out[case] = {"seconds": time.monotonic() - t, "source": chain.source, "status": status}
 print(json.dumps(out))
 """
@@ -104,10 +125,10 @@ print(json.dumps(out))
 
 @pytest.fixture(scope="module")
 def unreachable(weights, tmp_path_factory) -> dict:
-    """Results of loading from a closed 127.0.0.1 port and from a server there that never answers."""
+    """Loading from 127.0.0.1: a Hub that says 404, a closed port, a server that never answers."""
     home = tmp_path_factory.mktemp("hf-home")
-    env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(home), "HF_HUB_DISABLE_TELEMETRY": "1",
-           "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}  # fmt: skip
+    env = {**os.environ, "HF_HOME": str(home), "HF_HUB_DISABLE_TELEMETRY": "1", "PYTHONPATH": str(ROOT)}
+    env.update(HF_ENDPOINT="http://127.0.0.1:9", OMP_NUM_THREADS="1")  # the default endpoint too: only 127.0.0.1
     env.pop("HF_HUB_OFFLINE", None)
     cmd = [sys.executable, "-c", UNREACHABLE, str(weights), str(home / "cache")]
     done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -119,6 +140,12 @@ def test_closed_port_falls_back_in_time(unreachable):
     r = unreachable["closed"]
     assert r["seconds"] < 3.5 and r["source"] == "bundled"
     assert r["status"].startswith("bundled weights (Hub repo user/closed@v1 ")
+
+
+def test_missing_repo_falls_back_at_once(unreachable):
+    r = unreachable["missing"]
+    assert r["seconds"] < 2 and r["source"] == "bundled"
+    assert r["status"].startswith("bundled weights (Hub repo user/missing unusable: "), r["status"]
 
 
 def test_silent_hub_hits_the_deadline(unreachable):
@@ -162,15 +189,16 @@ def test_prepare_push_folder(weights, tmp_path):
                                                   "n": 5000}))  # fmt: skip
     evals = tmp_path / "eval"
     evals.mkdir()
-    (evals / "improved-steps4.json").write_text(json.dumps({"chain": "improved", "steps": 4, "accuracy": 0.98}))
+    (evals / "improved-steps4.json").write_text(json.dumps({"chain": "improved", "steps": 4, "accuracy": 0.98,
+                                                           "source": "bundled"}))  # fmt: skip
     (evals / "original.json").write_text(json.dumps({"chain": "original", "steps": 12, "accuracy": 0.5}))
     out = prepare_push_folder("improved", str(src), tmp_path / "out", repo_id="user/tiny", eval_dir=evals)
     assert {p.name for p in out.iterdir()} == {"model.safetensors", "config.json", "README.md", "sample.png"}
     assert (out / "model.safetensors").read_bytes() == (src / "model.safetensors").read_bytes()
     card = (out / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: denoiser-chain\n") and "](sample.png)" in card
-    assert "| 2 | default | 97.12 % | 1.500 | 0.400 | 0.930 | 5000 |" in card
-    assert "| 4 | default | 98.00 % | - | - | - | - |" in card and "50.00 %" not in card  # only this chain
+    assert "| 2 | default | 97.12 % | 1.500 | 0.400 | 0.930 | 5000 | these |" in card
+    assert "| 4 | default | 98.00 % | - | - | - | - | bundled |" in card and "50.00 %" not in card  # only this chain
     assert 'load_chain("improved", source="user/tiny")' in card and "conditional mean" not in card
     assert Image.open(out / "sample.png").size == (row_width(10) * 4, 28 * 4)
     assert load_chain("improved", source=out).default_steps == 2  # the folder is loadable as uploaded

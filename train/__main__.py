@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     be.add_argument("--steps", type=int, nargs="*", default=None)
     be.add_argument("--repeat", type=int, default=50)
     be.add_argument("--source", default=None)
+    be.add_argument("--widths", type=int, nargs="*", default=None, help="time untrained improved nets of these widths")
 
     pu = sub.add_parser("push", help="publish trained weights to the Hugging Face Hub with a model card")
     pu.add_argument("--chain", default="improved")
@@ -126,7 +127,7 @@ def run(args) -> int:
     elif args.cmd == "bench":
         from .bench import bench
 
-        bench(args.chain, args.steps, args.repeat, args.source)
+        bench(args.chain, args.steps, args.repeat, args.source, args.widths)
     elif args.cmd == "push":
         from .push import push
 

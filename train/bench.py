@@ -20,9 +20,27 @@ def time_generate(chain, prompt: str, repeat: int, **kw) -> tuple[float, float]:
     return float(np.median(times)), float(np.percentile(times, 95))
 
 
-def bench(name: str, steps_list: list[int] | None, repeat: int = 50, source=None) -> list[dict]:
+def bench_widths(widths: list[int], steps_list: list[int] | None, repeat: int) -> list[dict]:
+    """Latency of freshly initialised improved chains of each width (speed does not depend on training)."""
+    from model.api import ImprovedChainAPI
+    from model.improved import ImprovedChain
+
+    rows = []
+    for ch in widths:
+        chain = ImprovedChainAPI(ImprovedChain(ch=ch).eval(), f"untrained ch={ch}")
+        n = sum(p.numel() for p in chain.model.parameters())
+        for steps in steps_list or [2, 4, 8]:
+            med, p95 = time_generate(chain, "0123456789", repeat, steps=steps)
+            rows.append({"ch": ch, "params": n, "steps": steps, "median_ms": med, "p95_ms": p95})
+            print(f"  ch {ch:>3} ({n / 1e6:.2f} M params), steps {steps:>2}: median {med:7.1f} ms   p95 {p95:7.1f} ms")
+    return rows
+
+
+def bench(name: str, steps_list: list[int] | None, repeat: int = 50, source=None, widths=None) -> list[dict]:
     from model import load_chain
 
+    if widths:
+        return bench_widths(widths, steps_list, repeat)
     chain = load_chain(name, source=source)
     print(f"{chain.name} chain ({chain.source}), torch {torch.__version__}, {torch.get_num_threads()} threads")
     steps_list = steps_list or (

@@ -45,12 +45,10 @@ def load_classifier(path: str | Path | None = None) -> Classifier:
     from model.errors import CheckpointError
 
     path = Path(path or ASSETS / "classifier")
-    try:
-        import contextlib
-        import io
+    from model.io import build, read_config
 
-        with contextlib.redirect_stdout(io.StringIO()):
-            return Classifier.from_pretrained(str(path), strict=True).eval()
+    try:
+        return build(Classifier, read_config(path), path / "model.safetensors").eval()
     except Exception as e:
         raise CheckpointError(
             f"{path / 'model.safetensors'}: cannot load the evaluation classifier ({e}); "

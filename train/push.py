@@ -60,14 +60,15 @@ def metrics_table(rows: list[dict]) -> str:
         return format(row[key], fmt) if isinstance(row.get(key), (int, float)) else "-"
 
     lines = [
-        "| steps | guidance | accuracy | FID | FID floor (real digits) | diversity | samples |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| steps | guidance | accuracy | FID | FID floor (real digits) | diversity | samples | weights evaluated |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in rows:
         acc = f"{r['accuracy'] * 100:.2f} %" if isinstance(r.get("accuracy"), (int, float)) else "-"
         lines.append(
             f"| {r.get('steps', '-')} | {r.get('guidance') if r.get('guidance') is not None else 'default'} | {acc} "
-            f"| {num(r, 'fid', '.3f')} | {num(r, 'floor', '.3f')} | {num(r, 'diversity', '.3f')} | {r.get('n', '-')} |"
+            f"| {num(r, 'fid', '.3f')} | {num(r, 'floor', '.3f')} | {num(r, 'diversity', '.3f')} | {r.get('n', '-')} "
+            f"| {r.get('source', 'these')} |"
         )
     return "\n".join(lines)
 
