@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--guidance", type=float, default=None)
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--data-root", default="data")
-    ev.add_argument("--out", default=None, help="JSON path (default: eval/<chain>[-stepsK].json)")
+    ev.add_argument("--out", default=None, help="JSON path (default: docs/eval/<chain>[-stepsK].json)")
 
     cl = sub.add_parser("classifier", help="train the evaluation classifier (assets/classifier)")
     cl.add_argument("--data-root", default="data")

@@ -114,7 +114,7 @@ def evaluate_cli(args) -> dict:
     name = (
         chain.name + (f"-steps{args.steps}" if args.steps else "") + (f"-g{args.guidance:g}" if args.guidance else "")
     )
-    out = Path(args.out or f"eval/{name}.json")
+    out = Path(args.out or f"docs/eval/{name}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     pick = np.concatenate([np.nonzero(labels == d)[0][:10] for d in range(10)])
     result["grid"] = str(save_png(grid(images[pick], nrow=10), out.with_suffix(".png"), factor=2))
