@@ -228,3 +228,14 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
         main(["original", "--preset", "huge", "--data-root", str(tmp_path)])
     with pytest.raises(SystemExit, match="--digits"):
         main(["original", "--digits", "12x"])
+
+
+def test_resume_may_lengthen_a_schedule_but_not_change_the_recipe(tmp_path):
+    from train.config import make_config
+    from train.original import check_run_dir
+
+    cfg = make_config("improved", "smoke")
+    check_run_dir(tmp_path, cfg, resume=False, recipe="improved")
+    check_run_dir(tmp_path, replace(cfg, iters=cfg.iters * 2), resume=True, recipe="improved")
+    with pytest.raises(ResumeError, match="different config"):
+        check_run_dir(tmp_path, replace(cfg, ch=cfg.ch * 2), resume=True, recipe="improved")

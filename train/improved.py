@@ -114,7 +114,7 @@ def train_denoise(cfg: ImprovedConfig, x, y, out: Path, device, progress=True) -
 
     bar = tqdm(total=cfg.iters, initial=it, desc="denoise", disable=not progress)
     g = torch.Generator(device=device).manual_seed(cfg.seed + it)
-    last_save, t0 = time.monotonic(), time.monotonic()
+    last_save, t0, it0 = time.monotonic(), time.monotonic(), it
     try:
         while it < cfg.iters:
             # -- step ------------------------------------------------------------------------
@@ -136,7 +136,8 @@ def train_denoise(cfg: ImprovedConfig, x, y, out: Path, device, progress=True) -
             # -- log, samples, checkpoint ------------------------------------------------------
             if it % cfg.sample_every == 0 or it == cfg.iters:
                 mean = float(np.mean(history[-cfg.sample_every :]))
-                log_metrics(metrics, stage="denoise", it=it, loss=mean, it_per_s=it / (time.monotonic() - t0 + 1e-9))
+                speed = (it - it0) / (time.monotonic() - t0 + 1e-9)
+                log_metrics(metrics, stage="denoise", it=it, loss=mean, it_per_s=speed)
                 add_frame(out / "frames_denoise", it, sample_grid(ema), out / "samples_denoise.gif")
                 save()
                 last_save = time.monotonic()

@@ -28,6 +28,7 @@ from .loop import Fit, ResumeError, autocast, load_state
 from .plots import add_frame, plot_losses
 
 STAGES = (1, 2, 3, 4, 5)
+EXTENDABLE = {"iters", "adv_iters"}  # config fields a resumed run may change (it just trains longer)
 
 
 def freeze(modules, frozen: bool) -> None:
@@ -168,6 +169,10 @@ def check_run_dir(out: Path, cfg: OriginalConfig | dict, resume: bool, recipe: s
                 f"{out} already holds a training run; pass --resume to continue it or pick another --out."
             )
         diff = {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v}
+        longer = {k: d for k, d in diff.items() if k in EXTENDABLE}
+        if longer:  # lengthening a schedule is how a finished or running run is extended
+            print(f"note: resuming with a changed schedule length: {longer} (saved vs now)")
+        diff = {k: d for k, d in diff.items() if k not in EXTENDABLE}
         if diff:
             raise ResumeError(f"Cannot resume {out} with a different config: {diff} (saved vs now).")
     out.mkdir(parents=True, exist_ok=True)
