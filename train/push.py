@@ -127,8 +127,11 @@ gen = chain.generate("2024", seed=0)  # gen.row: (28, W) uint8; gen.steps: the r
 """
 
 
+EVAL_DIR = ROOT / "docs" / "eval"
+
+
 def prepare_push_folder(
-    chain: str, source: str | None, folder: str | Path, repo_id: str | None = None, eval_dir: Path = ROOT / "docs" / "eval"
+    chain: str, source: str | None, folder: str | Path, repo_id: str | None = None, eval_dir: Path = EVAL_DIR
 ) -> Path:
     """Fill `folder` with the checked weights, config, model card README.md and sample.png, ready to upload."""
     src = Path(source).expanduser() if source else bundled(chain)
