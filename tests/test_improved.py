@@ -144,7 +144,8 @@ def test_smoke_preset_end_to_end(mnist_root, tmp_path):
     run = tmp_path / "imp"
     for f in ("denoise/model.safetensors", "denoise/config.json", "model/model.safetensors", "model/config.json",
               "metrics.jsonl", "samples_denoise.gif", "loss_denoise.png", "adversarial_result.json",
-              "loss_adversarial.png", "state/denoise.pt", "state/adversarial.pt"):  # fmt: skip
+              "loss_adversarial.png", "state/denoise.pt", "state/adversarial.pt",
+              "adversarial_last/model.safetensors"):  # fmt: skip
         assert (run / f).exists(), f
     chain = ImprovedChainAPI(load_weights("improved", out), "smoke")
     g = chain.generate("31", seed=0)

@@ -304,6 +304,8 @@ def train_adversarial(cfg: ImprovedConfig, base: ImprovedChain, x, y, out: Path,
         raise
     bar.close()
     save()
+    # the stage's last weights, kept or not, so "with the adversarial stage" can always be measured
+    save_weights(G_ema, out / "adversarial_last", extra={"stage": "adversarial", "iters": it})
     plot_losses({"adversarial": {"D": hist["d"], "G adv": hist["g_adv"], "G rec": hist["g_rec"]}},
                 out / "loss_adversarial.png", "improved chain: adversarial stage")  # fmt: skip
     return best
