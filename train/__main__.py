@@ -46,7 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--guidance", type=float, default=None)
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--data-root", default="data")
+    ev.add_argument("--no-timing", action="store_true", help="skip timing generate('0123456789')")
     ev.add_argument("--out", default=None, help="JSON path (default: docs/eval/<chain>[-stepsK].json)")
+
+    rp = sub.add_parser("report", help="print the results table from evaluation JSON files")
+    rp.add_argument("--dir", default="docs/eval")
 
     cl = sub.add_parser("classifier", help="train the evaluation classifier (assets/classifier)")
     cl.add_argument("--data-root", default="data")
@@ -120,6 +124,10 @@ def run(args) -> int:
         from .evaluate import evaluate_cli
 
         evaluate_cli(args)
+    elif args.cmd == "report":
+        from .evaluate import report
+
+        report(args.dir)
     elif args.cmd == "classifier":
         from .classifier import train_classifier
 

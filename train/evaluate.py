@@ -95,7 +95,9 @@ def generate_set(chain, per_digit: int, seed: int = 0, steps=None, guidance=None
     return np.concatenate(out), labels
 
 
-def evaluate_chain(chain, per_digit=500, seed=0, steps=None, guidance=None, data_root="data", ref=None, clf=None):
+def evaluate_chain(
+    chain, per_digit=500, seed=0, steps=None, guidance=None, data_root="data", ref=None, clf=None, timing=True
+):
     clf = clf or load_classifier()
     ref = ref or Reference(clf, data_root)
     t = time.time()
@@ -103,6 +105,11 @@ def evaluate_chain(chain, per_digit=500, seed=0, steps=None, guidance=None, data
     result = score(clf, ref, images, labels)
     result.update(chain=chain.name, steps=steps or chain.default_steps, guidance=guidance,
                   per_digit=per_digit, seed=seed, sample_seconds=round(time.time() - t, 2))  # fmt: skip
+    if timing:  # the latency users feel: generate("0123456789") with every step returned
+        from .bench import time_generate
+
+        kw = {} if chain.name == "original" else {"steps": steps, "guidance": guidance}
+        result["cpu_ms"], result["cpu_ms_p95"] = time_generate(chain, "0123456789", 30, **kw)
     return result, images, labels
 
 
@@ -110,7 +117,9 @@ def evaluate_cli(args) -> dict:
     from model import load_chain
 
     chain = load_chain(args.chain, source=args.source)
-    result, images, labels = evaluate_chain(chain, args.per_digit, args.seed, args.steps, args.guidance, args.data_root)
+    result, images, labels = evaluate_chain(
+        chain, args.per_digit, args.seed, args.steps, args.guidance, args.data_root, timing=not args.no_timing
+    )
     name = (
         chain.name + (f"-steps{args.steps}" if args.steps else "") + (f"-g{args.guidance:g}" if args.guidance else "")
     )
@@ -121,9 +130,33 @@ def evaluate_cli(args) -> dict:
     result["source"] = chain.source
     out.write_text(json.dumps(result, indent=2))
     rows = [("accuracy", f"{result['accuracy'] * 100:.2f} %"), ("FID", f"{result['fid']:.3f}"),
-            ("FID floor (real)", f"{result['floor']:.3f}"), ("diversity", f"{result['diversity']:.3f}")]  # fmt: skip
+            ("FID floor (real)", f"{result['floor']:.3f}"), ("diversity", f"{result['diversity']:.3f}"),
+            ("CPU ms 0123456789", f"{result.get('cpu_ms', float('nan')):.1f}")]  # fmt: skip
     print(f"{chain.name} chain, {result['steps']} steps, {args.per_digit} per digit, seed {args.seed}")
     for k, v in rows:
         print(f"  {k:<18}{v:>12}")
     print(f"wrote {out} and {result['grid']}")
     return result
+
+
+def report(eval_dir: str | Path = "docs/eval") -> str:
+    """The README's results table, one row per evaluation JSON in `eval_dir`."""
+    rows = []
+    for path in sorted(Path(eval_dir).glob("*.json")):
+        r = json.loads(path.read_text())
+        if "accuracy" not in r:
+            continue
+        nfe = r["steps"] * (2 if r.get("guidance") not in (None, 1.0) else 1)
+        ms = r.get("cpu_ms")
+        rows.append(
+            f"| {path.stem} | {r['source']} | {r['steps']} | {r.get('guidance') or 1.0:g} | {nfe} "
+            f"| {r['accuracy'] * 100:.2f} % | {r['fid']:.2f} | {r['floor']:.2f} | {r['fid'] / r['floor']:.1f}× "
+            f"| {r['diversity']:.3f} | {'-' if ms is None else f'{ms:.0f}'} |"
+        )
+    head = (
+        "| run | weights | steps | guidance | network evals / digit | accuracy | FID | floor | FID / floor "
+        "| diversity | CPU ms `0123456789` |\n|---|---|---|---|---|---|---|---|---|---|---|"
+    )
+    table = "\n".join([head, *rows])
+    print(table)
+    return table
