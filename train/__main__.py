@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--per-digit", type=int, default=500)
     ev.add_argument("--steps", type=int, default=None)
     ev.add_argument("--guidance", type=float, default=None)
+    ev.add_argument("--eta", type=float, default=None, help="improved: 1 = fresh noise each step (default), 0 = DDIM")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--data-root", default="data")
     ev.add_argument("--no-timing", action="store_true", help="skip timing generate('0123456789')")

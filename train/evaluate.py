@@ -117,6 +117,8 @@ def evaluate_cli(args) -> dict:
     from model import load_chain
 
     chain = load_chain(args.chain, source=args.source)
+    if args.eta is not None and chain.name == "improved":
+        chain.eta = args.eta
     result, images, labels = evaluate_chain(
         chain, args.per_digit, args.seed, args.steps, args.guidance, args.data_root, timing=not args.no_timing
     )
@@ -128,6 +130,7 @@ def evaluate_cli(args) -> dict:
     pick = np.concatenate([np.nonzero(labels == d)[0][:10] for d in range(10)])
     result["grid"] = str(save_png(grid(images[pick], nrow=10), out.with_suffix(".png"), factor=2))
     result["source"] = chain.source
+    result["eta"] = getattr(chain, "eta", None)
     out.write_text(json.dumps(result, indent=2))
     rows = [("accuracy", f"{result['accuracy'] * 100:.2f} %"), ("FID", f"{result['fid']:.3f}"),
             ("FID floor (real)", f"{result['floor']:.3f}"), ("diversity", f"{result['diversity']:.3f}"),
