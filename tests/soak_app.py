@@ -44,7 +44,8 @@ def main() -> int:
         client = None
         while client is None and time.monotonic() - t0 < 120:
             try:
-                client = Client(f"http://127.0.0.1:{port}/", verbose=False, analytics_enabled=False)
+                url = f"http://127.0.0.1:{port}/"
+                client = Client(url, verbose=False, analytics_enabled=False, download_files=False)
             except Exception:
                 time.sleep(0.2)
         print(f"start-up to first answer: {time.monotonic() - t0:.1f} s, RSS {rss_mb(proc.pid):.0f} MB")
