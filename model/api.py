@@ -75,7 +75,8 @@ class Chain:
         for row, guess in self._frames(digits, gen, steps, guidance, bool(same_hand)):
             partial.steps.append(row)
             if guess is not None:
-                partial.guesses = (partial.guesses or []) + [guess]
+                partial.guesses = partial.guesses or []
+                partial.guesses.append(guess)
             partial.row = row
             yield partial
         partial.done = True

@@ -40,20 +40,16 @@ def call_with_deadline(fn, timeout: float):
     return box["value"]
 
 
-def _load(name: str, source: str | Path | None = None) -> Chain:
-    return load_chain(name, source=source)
-
-
 def load_with_fallback(
     name: str, repo_id: str | None = None, revision: str | None = None, timeout: float = 3.0, **hub_kwargs
 ) -> tuple[Chain, str]:
     """Load chain `name` from repo_id (a local directory or a Hub repo id), else the bundled weights; say which."""
     if not repo_id:
-        return _load(name), "bundled weights"
+        return load_chain(name), "bundled weights"
     if Path(repo_id).expanduser().is_dir():
         where = f"directory {repo_id}"
         try:
-            return _load(name, repo_id), f"weights from {where}"
+            return load_chain(name, source=repo_id), f"weights from {where}"
         except Exception as e:
             reason = f"unusable: {_first_line(e)}"
     else:
@@ -63,7 +59,7 @@ def load_with_fallback(
         try:
             # Only the download runs in the deadline thread; loading stays here, so nothing is left half-done.
             folder = call_with_deadline(lambda: download(repo_id, revision, **hub_kwargs), timeout)
-            chain = _load(name, folder)
+            chain = load_chain(name, source=folder)
             chain.source = label
             return chain, f"weights from {where}"
         except TimeoutError as e:
@@ -72,7 +68,7 @@ def load_with_fallback(
             reason = f"unusable: {_first_line(e)}"
     log.warning("%s chain: cannot use %s (%s); falling back to the bundled weights.", name, where, reason)
     try:
-        chain = _load(name)
+        chain = load_chain(name)
     except CheckpointError as e:
         raise CheckpointError(f"{where} {reason}, and no bundled weights either: {e}") from e
     return chain, f"bundled weights ({where} {reason})"
