@@ -20,6 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--seed", type=int, default=None, help="seed for reproducible output (default: random)")
     s.add_argument("--steps", type=int, default=None, help="improved: steps of the chain (1 ... K)")
     s.add_argument("--guidance", type=float, default=None, help="improved: classifier-free guidance weight")
+    s.add_argument("--eta", type=float, default=None, help="improved: noise per step, 1 = fresh, 0 = deterministic")
+    s.add_argument("--order", type=int, default=None, help="improved: solver order, 1 or 2 (default: the weights')")
     s.add_argument("--same-hand", action="store_true", help="one starting noise for all digits of a row")
     s.add_argument("--out", default="samples.npz", help=".npz, .png (rows) or .gif (steps of the first row)")
     args = p.parse_args(argv)
@@ -35,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
         if out.suffix not in (".npz", ".png", ".gif"):
             raise InputError(f"--out must end in .npz, .png or .gif, got {out.name!r}.")
         chain = load_chain(args.chain, source=args.source)
+        if args.eta is not None or args.order is not None:
+            if chain.name != "improved":
+                raise InputError("--eta and --order apply to the improved chain only.")
+            chain.configure(args.eta, args.order)
         kw = dict(seed=args.seed, steps=args.steps, guidance=args.guidance, same_hand=args.same_hand)
         if out.suffix == ".npz":
             from .prompt import parse_prompt

@@ -26,6 +26,27 @@ def posterior_step(x_t, x0, ab_t, ab_s, eta: float, noise):
     return ab_s.sqrt() * x0 + direction + sigma * noise
 
 
+def dpm_step(x_t, x0, x0_prev, ab_t, ab_s, h_prev, eta: float, noise):
+    """One SDE-DPM-Solver++(2M) step from level t to s < t (Lu et al. 2022, "DPM-Solver++").
+
+    Works in log-SNR time lambda = log(sqrt(ab) / sqrt(1 - ab)); h = lambda_s - lambda_t.
+    eta = 1: the first-order step *is* the exact posterior sample (same as `posterior_step(eta=1)`);
+    eta = 0: deterministic DPM-Solver++(2M). With a previous guess x0_prev (from the step before, of
+    length h_prev) the guess is extrapolated to second order (multistep: no extra network pass).
+    Returns (x_s, h).
+    """
+    ab_t, ab_s = torch.as_tensor(ab_t, dtype=torch.float64), torch.as_tensor(ab_s, dtype=torch.float64)
+    a_s, s_t, s_s = ab_s.sqrt(), (1 - ab_t).sqrt(), (1 - ab_s).sqrt()
+    h = (a_s / s_s).log() - (ab_t.sqrt() / s_t).log()
+    keep = float(s_s / s_t * torch.exp(-h * eta))  # how much of x_t survives
+    mix = float(a_s * -torch.expm1(-h * (1 + eta)))  # weight of the clean guess
+    x0_hat = x0 if x0_prev is None else x0 + (x0 - x0_prev) * float(h / (2 * h_prev))
+    x_s = keep * x_t + mix * x0_hat
+    if eta > 0:
+        x_s = x_s + float(s_s * (-torch.expm1(-2 * h * eta)).sqrt()) * noise
+    return x_s, float(h)
+
+
 def iter_improved(
     denoise: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
     noise: torch.Tensor,
@@ -34,14 +55,20 @@ def iter_improved(
     eta: float = 1.0,
     generator: torch.Generator | None = None,
     step_noise: Callable[[int], torch.Tensor] | None = None,
+    order: int = 1,
 ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
     """Walk the sub-ladder alpha_bars[0] (noisiest) ... alpha_bars[-1] (= 1, clean).
 
     denoise(x, alpha_bar (B,), z) -> clean estimate. Yields (i, x_i, x0_guess_i) after step i.
     `latents(i)` gives step i's latent (fresh per step, DDGAN); `step_noise(i)` the fresh noise
     injected at step i (defaults to standard normal from `generator`).
+    order 1: each step samples the posterior around the guess (`posterior_step`; eta as in DDIM).
+    order 2: `dpm_step`, which also uses the previous step's guess (eta as in SDE-DPM-Solver++).
+    Both give the same first step and agree exactly for eta in {0, 1} when order is 1.
     """
-    x = noise
+    if order not in (1, 2):
+        raise ValueError(f"order must be 1 or 2, got {order!r}")
+    x, prev, h_prev = noise, None, None
     b = x.shape[0]
     for i in range(len(alpha_bars) - 1):
         ab_t, ab_s = alpha_bars[i], alpha_bars[i + 1]
@@ -50,7 +77,13 @@ def iter_improved(
             z = step_noise(i)
         else:
             z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        x = x0 if ab_s >= 1 else posterior_step(x, x0, ab_t, ab_s, eta, z)
+        if ab_s >= 1:
+            x = x0
+        elif order == 1:
+            x = posterior_step(x, x0, ab_t, ab_s, eta, z)
+        else:
+            x, h_prev = dpm_step(x, x0, prev, ab_t, ab_s, h_prev, eta, z)
+            prev = x0
         yield i + 1, x, x0
 
 

@@ -44,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--per-digit", type=int, default=500)
     ev.add_argument("--steps", type=int, default=None)
     ev.add_argument("--guidance", type=float, default=None)
-    ev.add_argument("--eta", type=float, default=None, help="improved: 1 = fresh noise each step (default), 0 = DDIM")
+    ev.add_argument("--eta", type=float, default=None, help="improved: 1 = fresh noise each step, 0 = deterministic")
+    ev.add_argument("--order", type=int, default=None, help="improved: 1 = DDPM/DDIM steps, 2 = DPM-Solver++(2M)")
+    ev.add_argument("--fp32", action="store_true", help="improved: no bf16 network passes even where the CPU has them")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--data-root", default="data")
     ev.add_argument("--no-timing", action="store_true", help="skip timing generate('0123456789')")
@@ -63,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     be.add_argument("--steps", type=int, nargs="*", default=None)
     be.add_argument("--repeat", type=int, default=50)
     be.add_argument("--source", default=None)
+    be.add_argument("--fp32", action="store_true", help="improved: no bf16 network passes")
     be.add_argument("--widths", type=int, nargs="*", default=None, help="time untrained improved nets of these widths")
 
     pu = sub.add_parser("push", help="publish trained weights to the Hugging Face Hub with a model card")
@@ -136,7 +139,7 @@ def run(args) -> int:
     elif args.cmd == "bench":
         from .bench import bench
 
-        bench(args.chain, args.steps, args.repeat, args.source, args.widths)
+        bench(args.chain, args.steps, args.repeat, args.source, args.widths, fp32=args.fp32)
     elif args.cmd == "push":
         from .push import push
 

@@ -20,14 +20,14 @@ def time_generate(chain, prompt: str, repeat: int, **kw) -> tuple[float, float]:
     return float(np.median(times)), float(np.percentile(times, 95))
 
 
-def bench_widths(widths: list[int], steps_list: list[int] | None, repeat: int) -> list[dict]:
+def bench_widths(widths: list[int], steps_list: list[int] | None, repeat: int, fp32: bool = False) -> list[dict]:
     """Latency of freshly initialised improved chains of each width (speed does not depend on training)."""
     from model.api import ImprovedChainAPI
     from model.improved import ImprovedChain
 
     rows = []
     for ch in widths:
-        chain = ImprovedChainAPI(ImprovedChain(ch=ch).eval(), f"untrained ch={ch}")
+        chain = ImprovedChainAPI(ImprovedChain(ch=ch).eval(), f"untrained ch={ch}", bf16=False if fp32 else None)
         n = sum(p.numel() for p in chain.model.parameters())
         for steps in steps_list or [2, 4, 8]:
             med, p95 = time_generate(chain, "0123456789", repeat, steps=steps)
@@ -36,13 +36,19 @@ def bench_widths(widths: list[int], steps_list: list[int] | None, repeat: int) -
     return rows
 
 
-def bench(name: str, steps_list: list[int] | None, repeat: int = 50, source=None, widths=None) -> list[dict]:
+def bench(
+    name: str, steps_list: list[int] | None, repeat: int = 50, source=None, widths=None, fp32: bool = False
+) -> list[dict]:
     from model import load_chain
 
     if widths:
-        return bench_widths(widths, steps_list, repeat)
+        return bench_widths(widths, steps_list, repeat, fp32)
     chain = load_chain(name, source=source)
-    print(f"{chain.name} chain ({chain.source}), torch {torch.__version__}, {torch.get_num_threads()} threads")
+    if fp32 and chain.name == "improved":
+        chain.configure(bf16=False)
+    precision = "bf16" if getattr(chain, "bf16", False) else "fp32"
+    threads = torch.get_num_threads()
+    print(f"{chain.name} chain ({chain.source}), torch {torch.__version__}, {threads} threads, {precision}")
     steps_list = steps_list or (
         [chain.default_steps] if chain.name == "original" else sorted({1, 2, 4, chain.default_steps, chain.max_steps})
     )

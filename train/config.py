@@ -35,6 +35,8 @@ class ImprovedConfig:
     latent_dim: int = 16  # DDGAN latent z fed to the denoiser (ignored until the GAN stage)
     levels: int = 8  # K: levels of the Gaussian ladder the denoiser is trained on
     default_steps: int = 4  # steps the shipped chain takes by default (a sub-ladder of K)
+    default_eta: float = 1.0  # its default noise per step (1 = fresh posterior noise, 0 = deterministic)
+    default_order: int = 1  # its default solver order (2 = DPM-Solver++(2M): reuses the last guess)
     label_dropout: float = 0.1  # fraction of labels replaced by "no label" (guidance)
     iters: int = 20000  # denoising pre-training steps
     batch_size: int = 128
@@ -50,6 +52,7 @@ class ImprovedConfig:
     adv_eval_n: int = 100  # samples per digit for those quick checks
     sample_every: int = 1000  # GIF frame / metrics row cadence (steps)
     per_digit: int | None = None  # cap per class (None = all of MNIST train)
+    bf16: bool = True  # bf16 autocast for denoising: always on CUDA; on a CPU with native bf16 (AVX512-BF16/AMX)
     seed: int = 0
 
 
@@ -61,7 +64,7 @@ PRESETS = {
     },
     "improved": {
         "faithful": dict(ch=48, iters=30000, batch_size=256, adv_iters=4000),
-        "cpu": dict(ch=32, iters=7000, adv_iters=300, adv_eval_every=100, sample_every=500),
+        "cpu": dict(ch=32, iters=14000, default_steps=8, adv_iters=300, adv_eval_every=100, sample_every=500),
         "smoke": dict(ch=8, emb_dim=32, iters=6, batch_size=16, adv_iters=4, adv_eval_every=2,
                       adv_eval_n=4, sample_every=3, per_digit=20, warmup=2),
     },

@@ -117,8 +117,8 @@ def evaluate_cli(args) -> dict:
     from model import load_chain
 
     chain = load_chain(args.chain, source=args.source)
-    if args.eta is not None and chain.name == "improved":
-        chain.eta = args.eta
+    if chain.name == "improved":
+        chain.configure(args.eta, args.order, False if args.fp32 else None)
     result, images, labels = evaluate_chain(
         chain, args.per_digit, args.seed, args.steps, args.guidance, args.data_root, timing=not args.no_timing
     )
@@ -130,7 +130,8 @@ def evaluate_cli(args) -> dict:
     pick = np.concatenate([np.nonzero(labels == d)[0][:10] for d in range(10)])
     result["grid"] = str(save_png(grid(images[pick], nrow=10), out.with_suffix(".png"), factor=2))
     result["source"] = chain.source
-    result["eta"] = getattr(chain, "eta", None)
+    result["eta"], result["order"] = getattr(chain, "eta", None), getattr(chain, "order", None)
+    result["bf16"] = getattr(chain, "bf16", False)
     out.write_text(json.dumps(result, indent=2))
     rows = [("accuracy", f"{result['accuracy'] * 100:.2f} %"), ("FID", f"{result['fid']:.3f}"),
             ("FID floor (real)", f"{result['floor']:.3f}"), ("diversity", f"{result['diversity']:.3f}"),
@@ -151,14 +152,16 @@ def report(eval_dir: str | Path = "docs/eval") -> str:
             continue
         nfe = r["steps"] * (2 if r.get("guidance") not in (None, 1.0) else 1)
         ms = r.get("cpu_ms")
+        solver = "-" if r["chain"] == "original" else ("DPM++2M" if r.get("order") == 2 else "DDPM/DDIM")
+        eta = "" if r.get("eta") is None else f" η={r['eta']:g}"
         rows.append(
-            f"| {path.stem} | {r['source']} | {r['steps']} | {r.get('guidance') or 1.0:g} | {nfe} "
+            f"| {path.stem} | {r['source']} | {solver}{eta} | {r['steps']} | {r.get('guidance') or 1.0:g} | {nfe} "
             f"| {r['accuracy'] * 100:.2f} % | {r['fid']:.2f} | {r['floor']:.2f} | {r['fid'] / r['floor']:.1f}× "
             f"| {r['diversity']:.3f} | {'-' if ms is None else f'{ms:.0f}'} |"
         )
     head = (
-        "| run | weights | steps | guidance | network evals / digit | accuracy | FID | floor | FID / floor "
-        "| diversity | CPU ms `0123456789` |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        "| run | weights | sampler | steps | guidance | network evals / digit | accuracy | FID | floor | FID / floor "
+        "| diversity | CPU ms `0123456789` |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     table = "\n".join([head, *rows])
     print(table)

@@ -90,7 +90,8 @@ def load_data(data_root, cfg: ImprovedConfig, device, download=True):
 
 
 def make_model(cfg: ImprovedConfig) -> ImprovedChain:
-    return ImprovedChain(cfg.ch, cfg.emb_dim, cfg.latent_dim, cfg.levels, cfg.default_steps)
+    return ImprovedChain(cfg.ch, cfg.emb_dim, cfg.latent_dim, cfg.levels, cfg.default_steps,
+                         default_eta=cfg.default_eta, default_order=cfg.default_order)
 
 
 def train_denoise(cfg: ImprovedConfig, x, y, out: Path, device, progress=True) -> ImprovedChain:
@@ -121,7 +122,7 @@ def train_denoise(cfg: ImprovedConfig, x, y, out: Path, device, progress=True) -
             for group in opt.param_groups:
                 group["lr"] = lr_at(it, cfg, cfg.iters, cfg.lr)
             idx = torch.randint(0, len(x), (cfg.batch_size,), device=device, generator=g)
-            with autocast(device):
+            with autocast(device, cpu=cfg.bf16):
                 loss = denoise_loss(model, x[idx], y[idx], cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from model.precision import cpu_has_bf16
+
 
 class ResumeError(RuntimeError):
     """A run directory that cannot be resumed as asked; the message says what to do."""
@@ -33,9 +35,14 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA (safe for these convnets: no loss scaling needed); nothing on CPU."""
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=torch.device(device).type == "cuda")
+def autocast(device: torch.device, cpu: bool = False):
+    """bf16 autocast on CUDA (safe for these convnets: no loss scaling needed).
+
+    On the CPU only when `cpu` is asked for and the CPU has native bf16; otherwise fp32.
+    """
+    kind = torch.device(device).type
+    enabled = kind == "cuda" or (kind == "cpu" and cpu and cpu_has_bf16())
+    return torch.autocast(kind, dtype=torch.bfloat16, enabled=enabled)
 
 
 def atomic_save(obj, path: Path) -> None:

@@ -28,7 +28,8 @@ from .loop import Fit, ResumeError, autocast, load_state
 from .plots import add_frame, plot_losses
 
 STAGES = (1, 2, 3, 4, 5)
-EXTENDABLE = {"iters", "adv_iters"}  # config fields a resumed run may change (it just trains longer)
+# config fields a resumed run may change: it trains longer, or its result is sampled differently by default
+EXTENDABLE = {"iters", "adv_iters", "default_steps", "default_eta", "default_order"}
 
 
 def freeze(modules, frozen: bool) -> None:
@@ -171,7 +172,7 @@ def check_run_dir(out: Path, cfg: OriginalConfig | dict, resume: bool, recipe: s
         diff = {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v}
         longer = {k: d for k, d in diff.items() if k in EXTENDABLE}
         if longer:  # lengthening a schedule is how a finished or running run is extended
-            print(f"note: resuming with a changed schedule length: {longer} (saved vs now)")
+            print(f"note: resuming with changed schedule length or sampling defaults: {longer} (saved vs now)")
         diff = {k: d for k, d in diff.items() if k not in EXTENDABLE}
         if diff:
             raise ResumeError(f"Cannot resume {out} with a different config: {diff} (saved vs now).")
