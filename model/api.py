@@ -15,7 +15,7 @@ from .io import bundled, load_weights
 from .precision import bf16_calls, cpu_has_bf16
 from .prompt import parse_prompt
 from .render import compose_row, to_uint8
-from .sampler import guided, iter_improved
+from .sampler import guided, iter_improved, network_evals
 
 MAX_SEED = 2**63 - 1
 MAX_GUIDANCE = 20.0
@@ -138,12 +138,26 @@ class ImprovedChainAPI(Chain):
         self.configure(getattr(model, "default_eta", 1.0), getattr(model, "default_order", 1))
         # bf16 network passes where the CPU runs them natively (~1.8x faster; FID measured in the README)
         self.bf16 = cpu_has_bf16() if bf16 is None else bool(bf16)
-        self.configure(eta, order)
+        self.guidance_interval = None
+        self.configure(eta, order, guidance_interval=getattr(model, "guidance_interval", None) or "all")
 
-    def configure(self, eta: float | None = None, order: int | None = None, bf16: bool | None = None) -> None:
+    def configure(self, eta=None, order=None, bf16=None, guidance_interval=None) -> None:
         """How the chain steps. eta: 1 = fresh noise at every step (posterior sampling), 0 = deterministic;
         order: 1 = each step uses its own guess, 2 = also the previous step's (DPM-Solver++(2M), no extra pass);
-        bf16: run the network in bf16 (only where the CPU has it natively). None keeps the current setting."""
+        bf16: run the network in bf16 (only where the CPU has it natively); guidance_interval: (sigma_lo,
+        sigma_hi) to guide only at those noise levels, or "all". None keeps the current setting."""
+        if guidance_interval is not None:
+            if guidance_interval == "all":
+                self.guidance_interval = None
+            else:
+                try:
+                    lo, hi = (float(v) for v in guidance_interval)
+                except (TypeError, ValueError):
+                    lo = hi = float("nan")
+                if not 0 <= lo <= hi:
+                    raise InputError(f"guidance_interval must be (sigma_lo, sigma_hi) with 0 <= lo <= hi or "
+                                     f"'all', got {guidance_interval!r}.")  # fmt: skip
+                self.guidance_interval = (lo, hi)
         if bf16 is not None:
             self.bf16 = bool(bf16) and cpu_has_bf16()
         if eta is not None:
@@ -155,15 +169,25 @@ class ImprovedChainAPI(Chain):
                 raise InputError(f"order must be 1 or 2, got {order!r}.")
             self.order = int(order)
 
-    def _iter(self, labels, gen, steps, guidance, same_hand):
+    def _settings(self, steps, guidance) -> tuple[int, float]:
+        """Checked (steps, guidance), the weights' defaults where None."""
         steps = self.default_steps if steps is None else steps
         if isinstance(steps, float) and steps.is_integer():
             steps = int(steps)
         if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= self.max_steps:
             raise InputError(f"steps must be a whole number from 1 to {self.max_steps}, got {steps!r}.")
         guidance = self.model.default_guidance if guidance is None else guidance
-        if not isinstance(guidance, (int, float)) or not 0 <= guidance <= MAX_GUIDANCE:
+        if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not 0 <= guidance <= MAX_GUIDANCE:
             raise InputError(f"guidance must be a number from 0 to {MAX_GUIDANCE:g}, got {guidance!r}.")
+        return int(steps), float(guidance)
+
+    def network_evals(self, steps=None, guidance=None) -> int:
+        """Network passes per digit of one chain run with these settings (guided steps count twice)."""
+        steps, guidance = self._settings(steps, guidance)
+        return network_evals(self._ladders[steps], guidance, self.guidance_interval)
+
+    def _iter(self, labels, gen, steps, guidance, same_hand):
+        steps, guidance = self._settings(steps, guidance)
         n = len(labels)
         shape = (1 if same_hand else n, 1, 28, 28)
         nz = self.model.net.latent_dim
@@ -176,9 +200,9 @@ class ImprovedChainAPI(Chain):
         fresh = [expand(torch.randn(shape, generator=gen)) for _ in range(steps)]
         label_t = torch.as_tensor(labels, dtype=torch.long)
         on_cpu = next(self.model.parameters()).device.type == "cpu"
-        denoise = bf16_calls(guided(self.model, label_t, float(guidance)), self.bf16 and on_cpu)
+        denoise = bf16_calls(guided(self.model, label_t, guidance, self.guidance_interval), self.bf16 and on_cpu)
         it = iter_improved(
-            denoise, noise, self._ladders[int(steps)], latents.__getitem__, self.eta,
+            denoise, noise, self._ladders[steps], latents.__getitem__, self.eta,
             step_noise=fresh.__getitem__, order=self.order,
         )  # fmt: skip
         return noise, it

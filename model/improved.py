@@ -32,11 +32,13 @@ class ImprovedChain(
         adversarial: bool = False,
         default_eta: float = 1.0,
         default_order: int = 1,
+        guidance_interval: list[float] | None = None,
     ):
         super().__init__()
         self.levels, self.default_steps, self.default_guidance = levels, default_steps, default_guidance
         # how the shipped chain steps by default (model.sampler.iter_improved): fresh noise (eta) and solver order
         self.default_eta, self.default_order = default_eta, default_order
+        self.guidance_interval = guidance_interval  # [sigma_lo, sigma_hi]: guide only there (None: everywhere)
         self.adversarial = adversarial  # set when the DDGAN stage produced these weights
         self.net = UNet(ch=ch, emb_dim=emb_dim, latent_dim=latent_dim)
         # alpha_bar_k, k = 0 (clean) ... levels (noise); saved with the weights (a persistent buffer).

@@ -87,8 +87,23 @@ def iter_improved(
         yield i + 1, x, x0
 
 
-def guided(net, labels: torch.Tensor, guidance: float):
-    """Classifier-free guidance (Ho & Salimans 2022): x0 = u + w (c - u), one batched pass."""
+def noise_level(alpha_bar) -> float:
+    """EDM's sigma of a VP level: x_t / sqrt(ab) = x0 + sigma * eps."""
+    ab = float(alpha_bar)
+    return ((1 - ab) / ab) ** 0.5 if ab > 0 else float("inf")
+
+
+def in_interval(alpha_bar, interval: tuple[float, float] | None) -> bool:
+    """Whether guidance applies at this level: everywhere (None) or for sigma in [lo, hi]."""
+    return interval is None or interval[0] <= noise_level(alpha_bar) <= interval[1]
+
+
+def guided(net, labels: torch.Tensor, guidance: float, interval: tuple[float, float] | None = None):
+    """Classifier-free guidance (Ho & Salimans 2022): x0 = u + w (c - u), one batched pass.
+
+    interval (sigma_lo, sigma_hi): guide only at those noise levels, one plain pass elsewhere
+    (Kynkäänniemi et al. 2024: guidance at high noise costs diversity, at low noise it does little).
+    """
     from .unet import NULL_LABEL
 
     if guidance == 1.0:
@@ -96,12 +111,19 @@ def guided(net, labels: torch.Tensor, guidance: float):
     null = torch.full_like(labels, NULL_LABEL)
 
     def denoise(x, ab, z):
+        if not in_interval(ab[0], interval):
+            return net(x, ab, labels, z)
         zz = None if z is None else torch.cat([z, z])
         both = net(torch.cat([x, x]), torch.cat([ab, ab]), torch.cat([labels, null]), zz)
         cond, uncond = both.chunk(2)
         return uncond + guidance * (cond - uncond)
 
     return denoise
+
+
+def network_evals(alpha_bars, guidance: float, interval: tuple[float, float] | None = None) -> int:
+    """Network passes per digit for a chain over alpha_bars (noisiest first): 2 at each guided step."""
+    return sum(2 if guidance != 1.0 and in_interval(ab, interval) else 1 for ab in alpha_bars[:-1])
 
 
 def run(steps: Iterator, callback: Callable | None = None):

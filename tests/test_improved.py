@@ -10,7 +10,7 @@ from model.api import ImprovedChainAPI
 from model.errors import CheckpointError, InputError
 from model.improved import ImprovedChain
 from model.io import load_weights, save_weights
-from model.sampler import dpm_step, guided, iter_improved, posterior_step
+from model.sampler import dpm_step, guided, iter_improved, network_evals, posterior_step
 from train.config import make_config
 from train.improved import adv_pairs, adversarial_step, make_adversarial, train_improved
 
@@ -78,6 +78,30 @@ def test_second_order_lands_closer_to_the_data_than_first_order(steps):
     ref = final(400, 1)
     err1, err2 = ((final(steps, o) - ref).abs().mean().item() for o in (1, 2))
     assert err2 < 0.5 * err1, (err1, err2)
+
+
+def test_guidance_interval_guides_only_inside_it():
+    m = tiny()
+    x, labels, z = torch.randn(2, 1, 28, 28), torch.tensor([4, 5]), torch.randn(2, 4)
+    null = torch.full_like(labels, 10)
+    denoise = guided(m, labels, 2.0, interval=(0.5, 2.0))
+    with torch.no_grad():
+        for ab, inside in ((0.9, False), (0.5, True), (0.1, False)):  # sigma = 0.33, 1.0, 3.0
+            abt = torch.full((2,), ab)
+            c, u = m(x, abt, labels, z), m(x, abt, null, z)
+            assert torch.allclose(denoise(x, abt, z), u + 2.0 * (c - u) if inside else c, atol=1e-5)
+    ladder = torch.tensor([0.01, 0.1, 0.5, 0.9, 1.0])  # sigma 9.9, 3, 1, 0.33, then clean
+    assert network_evals(ladder, 2.0, (0.5, 2.0)) == 5 and network_evals(ladder, 2.0) == 8
+    assert network_evals(ladder, 1.0, (0.5, 2.0)) == 4
+    chain = ImprovedChainAPI(tiny(guidance_interval=[0.5, 2.0]), "t")
+    assert chain.guidance_interval == (0.5, 2.0)
+    assert chain.network_evals(chain.max_steps, 1.0) == chain.max_steps
+    assert chain.max_steps < chain.network_evals(chain.max_steps, 2.0) < 2 * chain.max_steps
+    chain.configure(guidance_interval="all")
+    assert chain.network_evals(chain.max_steps, 2.0) == 2 * chain.max_steps
+    for bad in ((2.0, 1.0), (-1, 1), "x", (1,)):
+        with pytest.raises(InputError):
+            chain.configure(guidance_interval=bad)
 
 
 def test_configure_checks_eta_and_order():

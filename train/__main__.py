@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--guidance", type=float, default=None)
     ev.add_argument("--eta", type=float, default=None, help="improved: 1 = fresh noise each step, 0 = deterministic")
     ev.add_argument("--order", type=int, default=None, help="improved: 1 = DDPM/DDIM steps, 2 = DPM-Solver++(2M)")
+    ev.add_argument("--guidance-interval", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                    help="improved: guide only at noise levels sigma in [LO, HI]")
     ev.add_argument("--fp32", action="store_true", help="improved: no bf16 network passes even where the CPU has them")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--data-root", default="data")

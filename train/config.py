@@ -37,6 +37,8 @@ class ImprovedConfig:
     default_steps: int = 4  # steps the shipped chain takes by default (a sub-ladder of K)
     default_eta: float = 1.0  # its default noise per step (1 = fresh posterior noise, 0 = deterministic)
     default_order: int = 1  # its default solver order (2 = DPM-Solver++(2M): reuses the last guess)
+    default_guidance: float = 1.0  # its default classifier-free guidance weight (1 = none)
+    guidance_interval: list | None = None  # [sigma_lo, sigma_hi]: guide only at those noise levels (None: all)
     label_dropout: float = 0.1  # fraction of labels replaced by "no label" (guidance)
     iters: int = 20000  # denoising pre-training steps
     batch_size: int = 128

@@ -118,7 +118,8 @@ def evaluate_cli(args) -> dict:
 
     chain = load_chain(args.chain, source=args.source)
     if chain.name == "improved":
-        chain.configure(args.eta, args.order, False if args.fp32 else None)
+        interval = args.guidance_interval
+        chain.configure(args.eta, args.order, False if args.fp32 else None, interval and tuple(interval))
     result, images, labels = evaluate_chain(
         chain, args.per_digit, args.seed, args.steps, args.guidance, args.data_root, timing=not args.no_timing
     )
@@ -132,6 +133,10 @@ def evaluate_cli(args) -> dict:
     result["source"] = chain.source
     result["eta"], result["order"] = getattr(chain, "eta", None), getattr(chain, "order", None)
     result["bf16"] = getattr(chain, "bf16", False)
+    if chain.name == "improved":
+        result["nfe"] = chain.network_evals(args.steps, args.guidance)
+        result["guidance"] = chain.model.default_guidance if args.guidance is None else args.guidance
+        result["guidance_interval"] = chain.guidance_interval
     out.write_text(json.dumps(result, indent=2))
     rows = [("accuracy", f"{result['accuracy'] * 100:.2f} %"), ("FID", f"{result['fid']:.3f}"),
             ("FID floor (real)", f"{result['floor']:.3f}"), ("diversity", f"{result['diversity']:.3f}"),
@@ -150,12 +155,14 @@ def report(eval_dir: str | Path = "docs/eval") -> str:
         r = json.loads(path.read_text())
         if "accuracy" not in r:
             continue
-        nfe = r["steps"] * (2 if r.get("guidance") not in (None, 1.0) else 1)
+        nfe = r.get("nfe") or r["steps"] * (2 if r.get("guidance") not in (None, 1.0) else 1)
+        gi = r.get("guidance_interval")
+        guidance = f"{r.get('guidance') or 1.0:g}" + (f" (σ {gi[0]:g}–{gi[1]:g})" if gi else "")
         ms = r.get("cpu_ms")
         solver = "-" if r["chain"] == "original" else ("DPM++2M" if r.get("order") == 2 else "DDPM/DDIM")
         eta = "" if r.get("eta") is None else f" η={r['eta']:g}"
         rows.append(
-            f"| {path.stem} | {r['source']} | {solver}{eta} | {r['steps']} | {r.get('guidance') or 1.0:g} | {nfe} "
+            f"| {path.stem} | {r['source']} | {solver}{eta} | {r['steps']} | {guidance} | {nfe} "
             f"| {r['accuracy'] * 100:.2f} % | {r['fid']:.2f} | {r['floor']:.2f} | {r['fid'] / r['floor']:.1f}× "
             f"| {r['diversity']:.3f} | {'-' if ms is None else f'{ms:.0f}'} |"
         )

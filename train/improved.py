@@ -91,7 +91,8 @@ def load_data(data_root, cfg: ImprovedConfig, device, download=True):
 
 def make_model(cfg: ImprovedConfig) -> ImprovedChain:
     return ImprovedChain(cfg.ch, cfg.emb_dim, cfg.latent_dim, cfg.levels, cfg.default_steps,
-                         default_eta=cfg.default_eta, default_order=cfg.default_order)
+                         default_guidance=cfg.default_guidance, default_eta=cfg.default_eta,
+                         default_order=cfg.default_order, guidance_interval=cfg.guidance_interval)
 
 
 def train_denoise(cfg: ImprovedConfig, x, y, out: Path, device, progress=True) -> ImprovedChain:
