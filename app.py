@@ -85,7 +85,11 @@ def build_demo(chains: dict[str, Chain], status: dict[str, str]) -> gr.Blocks:
             live = {k: chains[k].stream(prompt, used, *((steps, guidance) if k == "improved" else (None, None)),
                                         same_hand=bool(same_hand)) for k in names}  # fmt: skip
             gens: dict[str, Generation] = {}
-            clear = {scrub: gr.Slider(visible=False), gallery_a: None, gallery_b: None, files_a: None, files_b: None}
+            # The last run's results go once this one starts. Every frame gives a value to each output the last
+            # frame fills: one left out is a prop update, and gradio 6 then keeps the component copy it made for
+            # that in the session under a fresh id, one more every run (memory that grew with every call).
+            clear = {scrub: gr.Slider(visible=False), info_md: "*Drawing…*", gallery_a: None, gallery_b: None,
+                     files_a: None, files_b: None}  # fmt: skip
             while live:  # advance the chains in lockstep, one frame per step
                 for k, it in list(live.items()):
                     gens[k] = next(it)
@@ -94,12 +98,14 @@ def build_demo(chains: dict[str, Chain], status: dict[str, str]) -> gr.Blocks:
                 if live:
                     b = gens.get("original") if chain == "both" else None
                     yield {img_a: upscale(gens[names[0]].row, SCALE), img_b: b and upscale(b.row, SCALE), **clear}
-                    clear = {}  # the last run's results go once this one starts
         except ValueError as e:  # InputError, or a digit these weights have no chain for: say so, keep serving
             raise gr.Error(str(e), title="Check the input", print_exception=False) from None
         a, b = gens[names[0]], gens.get("original") if chain == "both" else None
         n = max(len(g.steps) for g in gens.values())
-        info = " · ".join(f"**{g.chain}** chain, {len(g.steps) - 1} steps" for g in gens.values())
+        nfe = chains["improved"].network_evals(steps, guidance) if "improved" in gens else None
+        info = " · ".join(f"**{k}** chain, {len(g.steps) - 1} steps"
+                          + (f" ({nfe} network passes per digit)" if k == "improved" else "")
+                          for k, g in gens.items())  # fmt: skip
         yield {
             img_a: upscale(a.row, SCALE), img_b: b and upscale(b.row, SCALE),
             info_md: f"{info} · seed `{used}` (type it in Seed, same settings: same picture)",
@@ -124,7 +130,9 @@ def build_demo(chains: dict[str, Chain], status: dict[str, str]) -> gr.Blocks:
         tune, both = gr.update(visible=choice != "original"), gr.update(visible=choice == "both")
         return tune, tune, both, both, gr.Image(label="improved chain" if choice == "both" else f"{choice} chain")
 
-    with gr.Blocks(title="Denoiser Chain") as demo:
+    # Gradio copies every image and download it serves into its cache; drop copies over an hour old (as downloads
+    # does), check every 10 minutes, and clear the rest on shutdown: otherwise the cache and its list only grow.
+    with gr.Blocks(title="Denoiser Chain", delete_cache=(600, 3600)) as demo:
         gr.Markdown("# Denoiser Chain\nType digits (`2024`, `two 0 2 four`) and watch a chain of denoisers draw them.")
         with gr.Row(equal_height=True):
             prompt = gr.Textbox(label="Prompt", placeholder="2024 or two 0 2 four", scale=4, elem_id="prompt")
@@ -136,7 +144,9 @@ def build_demo(chains: dict[str, Chain], status: dict[str, str]) -> gr.Blocks:
             tune = imp is not None  # steps and guidance exist for the improved chain only
             steps_in = gr.Slider(1, imp.max_steps if tune else 2, value=imp.default_steps if tune else 1, step=1,
                                  precision=0, label="Steps", visible=tune)  # fmt: skip
-            guide_in = gr.Slider(0, 5, value=1.0, step=0.1, label="Guidance", visible=tune)
+            gi = imp.guidance_interval if tune else None
+            guide_in = gr.Slider(0, 5, value=imp.model.default_guidance if tune else 1.0, step=0.1, visible=tune,
+                                 label="Guidance" + (f" (at noise σ {gi[0]:g}–{gi[1]:g})" if gi else ""))  # fmt: skip
             same_in = gr.Checkbox(value=False, label="Same hand (one noise for every digit)")
         with gr.Row():
             with gr.Column():

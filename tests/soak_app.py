@@ -27,6 +27,14 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def slope(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope of y over x."""
+    import numpy as np
+
+    x, y = np.array(points, dtype=float).T
+    return float(np.polyfit(x, y, 1)[0])
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--calls", type=int, default=500)
@@ -59,12 +67,16 @@ def main() -> int:
 
         marks = {}
         for i in range(args.calls + 1):
-            if i % 100 == 0:
+            if i % 50 == 0:
                 marks[i] = rss_mb(proc.pid)
-                print(f"after {i:>4} calls: RSS {marks[i]:.0f} MB")
+                print(f"after {i:>4} calls: RSS {marks[i]:.0f} MB", flush=True)
             if i < args.calls:
                 client.predict("0123456789", chain="both" if i % 2 else "improved", seed=str(i), api_name="/generate")
-        print(f"RSS growth from call 100 to {args.calls}: {marks[args.calls] - marks[100]:+.0f} MB")
+        start = min(100, args.calls)
+        print(f"RSS growth from call {start} to {args.calls}: {marks[args.calls] - marks[start]:+.0f} MB")
+        tail = [(i, m) for i, m in marks.items() if i >= args.calls - 400 and i >= start]  # past the warm-up
+        if len(tail) > 2:
+            print(f"RSS trend over calls {tail[0][0]}-{args.calls}: {100 * slope(tail):+.1f} MB per 100 calls")
         return 0 if answered == 20 else 1
     finally:
         proc.terminate()
