@@ -101,13 +101,15 @@ class NotFound(BaseHTTPRequestHandler):  # a Hub that answers at once: no such r
         pass
 
 
-http = ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
-threading.Thread(target=http.serve_forever, daemon=True).start()
-t = time.monotonic()
-chain, status = load_with_fallback("improved", "user/missing", endpoint=f"http://127.0.0.1:{http.server_port}",
-                                   cache_dir=sys.argv[2])
-out["missing"] = {"seconds": time.monotonic() - t, "source": chain.source, "status": status}
-for case in ("closed", "silent"):
+case = sys.argv[3]  # one case per process: a download abandoned at its deadline must not touch the next case
+if case == "missing":
+    http = ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    t = time.monotonic()
+    chain, status = load_with_fallback("improved", "user/missing", endpoint=f"http://127.0.0.1:{http.server_port}",
+                                       cache_dir=sys.argv[2])
+    out["missing"] = {"seconds": time.monotonic() - t, "source": chain.source, "status": status}
+else:
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     endpoint = f"http://127.0.0.1:{server.getsockname()[1]}"
@@ -130,10 +132,13 @@ def unreachable(weights, tmp_path_factory) -> dict:
     env = {**os.environ, "HF_HOME": str(home), "HF_HUB_DISABLE_TELEMETRY": "1", "PYTHONPATH": str(ROOT)}
     env.update(HF_ENDPOINT="http://127.0.0.1:9", OMP_NUM_THREADS="1")  # the default endpoint too: only 127.0.0.1
     env.pop("HF_HUB_OFFLINE", None)
-    cmd = [sys.executable, "-c", UNREACHABLE, str(weights), str(home / "cache")]
-    done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    out = {}
+    for case in ("missing", "closed", "silent"):
+        cmd = [sys.executable, "-c", UNREACHABLE, str(weights), str(home / "cache"), case]
+        done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        out.update(json.loads(done.stdout.strip().splitlines()[-1]))
+    return out
 
 
 def test_closed_port_falls_back_in_time(unreachable):
