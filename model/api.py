@@ -134,12 +134,12 @@ class ImprovedChainAPI(Chain):
         self.max_steps = model.levels
         self.default_steps = model.default_steps
         self._ladders = {k: model.sub_alpha_bars(k) for k in range(1, model.levels + 1)}  # once
-        self.eta, self.order = 1.0, 1
-        self.configure(getattr(model, "default_eta", 1.0), getattr(model, "default_order", 1))
-        # bf16 network passes where the CPU runs them natively (~1.8x faster; FID measured in the README)
-        self.bf16 = cpu_has_bf16() if bf16 is None else bool(bf16)
-        self.guidance_interval = None
-        self.configure(eta, order, guidance_interval=getattr(model, "guidance_interval", None) or "all")
+        # the weights' sampling defaults, then the caller's; bf16 network passes where the CPU runs them natively
+        self.eta, self.order, self.bf16, self.guidance_interval = 1.0, 1, False, None
+        self.configure(getattr(model, "default_eta", 1.0), getattr(model, "default_order", 1), True,
+                       getattr(model, "guidance_interval", None) or "all")  # fmt: skip
+        self.configure(eta, order, bf16)
+        self.on_cpu = next(model.parameters()).device.type == "cpu"
 
     def configure(self, eta=None, order=None, bf16=None, guidance_interval=None) -> None:
         """How the chain steps. eta: 1 = fresh noise at every step (posterior sampling), 0 = deterministic;
@@ -199,8 +199,7 @@ class ImprovedChainAPI(Chain):
         latents = [expand(torch.randn((shape[0], nz), generator=gen)) for _ in range(steps)]
         fresh = [expand(torch.randn(shape, generator=gen)) for _ in range(steps)]
         label_t = torch.as_tensor(labels, dtype=torch.long)
-        on_cpu = next(self.model.parameters()).device.type == "cpu"
-        denoise = bf16_calls(guided(self.model, label_t, guidance, self.guidance_interval), self.bf16 and on_cpu)
+        denoise = bf16_calls(guided(self.model, label_t, guidance, self.guidance_interval), self.bf16 and self.on_cpu)
         it = iter_improved(
             denoise, noise, self._ladders[steps], latents.__getitem__, self.eta,
             step_noise=fresh.__getitem__, order=self.order,
