@@ -7,12 +7,15 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: no calls home
 
 import argparse
+import atexit
 import logging
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import uuid
+import weakref
 from pathlib import Path
 
 import gradio as gr
@@ -60,18 +63,66 @@ def gallery(g: Generation) -> list[tuple]:
     return [item for pair in pairs for item in pair] + [(upscale(g.row, THUMB), "final")]
 
 
-def downloads(g: Generation, root: Path) -> list[str]:
+def downloads(g: Generation, root: Path, max_age: float = 3600) -> list[str]:
     """The final row as PNG and the run as an animated GIF, in a fresh folder (old ones are pruned)."""
-    for old in root.iterdir():  # downloads are copied into gradio's cache when returned; keep an hour
-        if old.stat().st_mtime < time.time() - 3600:
+    for old in root.iterdir():  # downloads are copied into gradio's cache when returned; keep them as long
+        if old.stat().st_mtime < time.time() - max_age:
             shutil.rmtree(old, ignore_errors=True)
     folder = root / uuid.uuid4().hex
     stem = f"{g.chain}-{''.join(map(str, g.digits))[:32]}-seed{g.seed}"
     return [str(save_png(g.row, folder / f"{stem}.png", SCALE)), str(save_gif(g.steps, folder / f"{stem}.gif", THUMB))]
 
 
-def build_demo(chains: dict[str, Chain], status: dict[str, str]) -> gr.Blocks:
-    """The UI over the loaded chains (one or both); `status` says which weights each uses."""
+def sweep_cache(demo: gr.Blocks, max_age: float | None) -> int:
+    """Delete the files Gradio cached for `demo` that are older than max_age seconds (None: all) and forget them.
+
+    Gradio keeps the path of every file it serves in sets on the Blocks; its own `delete_cache` sweeper walks those
+    live sets (a request adding a path mid-walk kills it: "Set changed size during iteration") and never forgets a
+    path whose file is already gone. This walks copies and drops both, so the sets stay as small as the cache.
+    """
+    keep = set().union(*(getattr(b, "keep_in_cache", set()) for b in demo.blocks.values()))
+    removed = 0
+    for paths in demo.temp_file_sets:
+        for path in paths.copy():  # set.copy() is atomic: requests may add paths meanwhile
+            if path in keep:
+                continue
+            try:
+                if max_age is not None and time.time() - os.lstat(path).st_ctime <= max_age:
+                    continue
+                os.remove(path)
+                removed += 1
+                os.rmdir(os.path.dirname(path))  # gradio gives each file a folder of its own
+            except OSError:  # already gone, or the folder is not empty
+                pass
+            if not os.path.lexists(path):
+                paths.discard(path)
+    return removed
+
+
+def start_cache_sweeper(demo: gr.Blocks, every: float, max_age: float) -> threading.Thread:
+    """Sweep `demo`'s cache every `every` seconds in a daemon thread, and all of it at exit (or when demo is gone)."""
+    ref = weakref.ref(demo)
+    log = logging.getLogger("app")
+
+    def loop():
+        while (d := ref()) is not None:
+            try:
+                sweep_cache(d, max_age)
+            except Exception:  # never let one bad sweep stop the next
+                log.exception("cache sweep failed")
+            del d
+            time.sleep(every)
+
+    atexit.register(lambda: (d := ref()) is not None and sweep_cache(d, None))
+    thread = threading.Thread(target=loop, name="cache-sweeper", daemon=True)
+    thread.start()
+    return thread
+
+
+def build_demo(chains: dict[str, Chain], status: dict[str, str], cache_age: float = 3600) -> gr.Blocks:
+    """The UI over the loaded chains (one or both); `status` says which weights each uses.
+
+    Images and downloads Gradio serves stay in its cache for `cache_age` seconds (swept every minute)."""
     order = [k for k in ("improved", "original") if k in chains]
     choices = order + (["both"] if len(order) == 2 else [])
     imp = chains.get("improved")
@@ -110,8 +161,8 @@ def build_demo(chains: dict[str, Chain], status: dict[str, str]) -> gr.Blocks:
             img_a: upscale(a.row, SCALE), img_b: b and upscale(b.row, SCALE),
             info_md: f"{info} · seed `{used}` (type it in Seed, same settings: same picture)",
             scrub: gr.Slider(0, n - 1, value=n - 1, step=1, visible=True),
-            gallery_a: gallery(a), gallery_b: b and gallery(b), files_a: downloads(a, root),
-            files_b: b and downloads(b, root), frames: {k: g.steps for k, g in gens.items()},
+            gallery_a: gallery(a), gallery_b: b and gallery(b), files_a: downloads(a, root, cache_age),
+            files_b: b and downloads(b, root, cache_age), frames: {k: g.steps for k, g in gens.items()},
         }  # fmt: skip
 
     def show_step(i, state):
@@ -130,9 +181,7 @@ def build_demo(chains: dict[str, Chain], status: dict[str, str]) -> gr.Blocks:
         tune, both = gr.update(visible=choice != "original"), gr.update(visible=choice == "both")
         return tune, tune, both, both, gr.Image(label="improved chain" if choice == "both" else f"{choice} chain")
 
-    # Gradio copies every image and download it serves into its cache; drop copies over an hour old (as downloads
-    # does), check every 10 minutes, and clear the rest on shutdown: otherwise the cache and its list only grow.
-    with gr.Blocks(title="Denoiser Chain", delete_cache=(600, 3600)) as demo:
+    with gr.Blocks(title="Denoiser Chain") as demo:
         gr.Markdown("# Denoiser Chain\nType digits (`2024`, `two 0 2 four`) and watch a chain of denoisers draw them.")
         with gr.Row(equal_height=True):
             prompt = gr.Textbox(label="Prompt", placeholder="2024 or two 0 2 four", scale=4, elem_id="prompt")
@@ -174,6 +223,8 @@ def build_demo(chains: dict[str, Chain], status: dict[str, str]) -> gr.Blocks:
               api_name="generate", preprocess=False)  # fmt: skip
         scrub.input(show_step, [scrub, frames], [img_a, img_b], api_visibility="private", show_progress="hidden")
         chain_in.change(on_chain, chain_in, [steps_in, guide_in, col_b, col_b2, img_a], api_visibility="private")
+    # Gradio copies every image and download it serves into its cache: without a sweep the cache and its lists grow
+    start_cache_sweeper(demo, every=min(60.0, max(1.0, cache_age / 2)), max_age=cache_age)
     return demo.queue(default_concurrency_limit=2, max_size=64)
 
 
@@ -185,6 +236,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--original-repo", default=os.environ.get("ORIGINAL_MODEL_REPO"), help="original weights")
     p.add_argument("--host", default=None, help="default: 0.0.0.0 on Spaces, else 127.0.0.1")
     p.add_argument("--port", type=int, default=None)
+    p.add_argument("--cache-age", type=float, default=float(os.environ.get("CACHE_AGE", 3600)),
+                   help="seconds a served image or download stays in the cache (default 3600)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not every request gradio makes to itself
@@ -195,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("No chain can be served: " + "; ".join(f"{k}: {v}" for k, v in status.items()))
     torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))  # two requests at once share the cores
     host = args.host or ("0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1")
-    build_demo(chains, status).launch(server_name=host, server_port=args.port, ssr_mode=False, css=CSS)
+    build_demo(chains, status, args.cache_age).launch(server_name=host, server_port=args.port, ssr_mode=False, css=CSS)
 
 
 if __name__ == "__main__":

@@ -164,6 +164,25 @@ def test_one_chain_only(tmp_path):
         demo.close()
 
 
+def test_the_cache_is_swept_and_forgotten(tmp_path, weights):
+    demo, client = serve({"original": load_chain("original", source=weights / "original")}, tmp_path)
+    try:
+        client.predict("42", api_name="/generate")
+        cached = set().union(*demo.temp_file_sets)
+        assert cached and all(Path(p).exists() for p in cached)  # what the call served
+        gone = str(tmp_path / "gone.png")  # a path whose file something else already deleted
+        demo.temp_file_sets[0].add(gone)
+        assert app.sweep_cache(demo, max_age=3600) == 0 and gone not in set().union(*demo.temp_file_sets)
+        time.sleep(0.05)
+        assert app.sweep_cache(demo, max_age=0.01) == len(cached)
+        assert not set().union(*demo.temp_file_sets) and not any(Path(p).exists() for p in cached)
+        assert not any(Path(p).parent.exists() for p in cached)  # nor their folders
+        assert Image.open(client.predict("24", api_name="/generate")[0]).size[1] == 28 * app.SCALE  # still serving
+    finally:
+        client.close()
+        demo.close()
+
+
 def test_no_weights_at_all_exits_clearly(tmp_path, monkeypatch):
     monkeypatch.setattr(model.io, "ASSETS", tmp_path)
     with pytest.raises(SystemExit, match="No chain can be served: improved: not available"):
