@@ -81,6 +81,7 @@ def sweep_cache(demo: gr.Blocks, max_age: float | None) -> int:
     path whose file is already gone. This walks copies and drops both, so the sets stay as small as the cache.
     """
     keep = set().union(*(getattr(b, "keep_in_cache", set()) for b in demo.blocks.values()))
+    root = os.path.abspath(demo.GRADIO_CACHE)
     removed = 0
     for paths in demo.temp_file_sets:
         for path in paths.copy():  # set.copy() is atomic: requests may add paths meanwhile
@@ -91,7 +92,8 @@ def sweep_cache(demo: gr.Blocks, max_age: float | None) -> int:
                     continue
                 os.remove(path)
                 removed += 1
-                os.rmdir(os.path.dirname(path))  # gradio gives each file a folder of its own
+                if os.path.dirname(os.path.abspath(path)) != root:
+                    os.rmdir(os.path.dirname(path))  # gradio gives each file a folder of its own
             except OSError:  # already gone, or the folder is not empty
                 pass
             if not os.path.lexists(path):

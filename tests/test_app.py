@@ -183,6 +183,25 @@ def test_the_cache_is_swept_and_forgotten(tmp_path, weights):
         demo.close()
 
 
+def test_the_sweeper_thread_keeps_sweeping(tmp_path):
+    class Demo:  # what the sweeper reads of a gr.Blocks
+        blocks, GRADIO_CACHE = {}, str(tmp_path)
+
+    demo = Demo()
+    demo.temp_file_sets = [set()]
+    app.start_cache_sweeper(demo, every=0.02, max_age=0.05)
+    for i in range(2):  # a file served after the first sweeps goes too: the thread keeps running
+        path = tmp_path / f"h{i}" / "row.png"
+        path.parent.mkdir()
+        path.write_bytes(b"png")
+        demo.temp_file_sets[0].add(str(path))
+        deadline = time.monotonic() + 10
+        while str(path) in demo.temp_file_sets[0] and time.monotonic() < deadline:  # forgotten last
+            time.sleep(0.02)
+        assert not path.exists() and not path.parent.exists()
+    assert demo.temp_file_sets == [set()] and tmp_path.exists()
+
+
 def test_no_weights_at_all_exits_clearly(tmp_path, monkeypatch):
     monkeypatch.setattr(model.io, "ASSETS", tmp_path)
     with pytest.raises(SystemExit, match="No chain can be served: improved: not available"):

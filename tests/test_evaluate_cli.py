@@ -105,3 +105,26 @@ def test_bench_prints_median_and_p95(weights, capsys):
     assert main(["bench", "--chain", "improved", "--steps", "1", "2", "--repeat", "3"]) == 0
     out = capsys.readouterr().out
     assert out.count("median") == 2 and "p95" in out
+
+
+def test_sweep_command_scores_each_setting(weights, mnist_root, tmp_path, capsys):
+    from train.__main__ import main
+
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps([
+        {"steps": 2, "g": 1.0},
+        {"steps": 3, "g": 2.0, "interval": [0.5, 100], "levels": [4, 3, 1, 0], "eta": 0, "order": 2},
+        {"steps": 2, "auto_g": 2.0, "auto_int": [0, 1e9]},
+    ]))  # fmt: skip
+    out = tmp_path / "sweep.jsonl"
+    assert main(["sweep", str(settings), "--per-digit", "3", "--data-root", str(mnist_root), "--out", str(out),
+                 "--guide", str(weights / "improved")]) == 0  # fmt: skip
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    # sigma of levels 4, 3, 1: 100, 2.4, 0.43, so two of the three steps are guided: 5 passes; autoguidance at both: 4
+    assert [r["nfe"] for r in rows] == [2, 5, 4]
+    assert all(0 <= r["accuracy"] <= 1 and r["fid"] >= 0 for r in rows)
+    assert capsys.readouterr().out.count("passes") == 3
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"steps": 2, "levels": [4, 0]}]))
+    with pytest.raises(SystemExit, match="levels"):
+        main(["sweep", str(bad), "--per-digit", "1", "--data-root", str(mnist_root)])

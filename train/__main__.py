@@ -54,6 +54,15 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--no-timing", action="store_true", help="skip timing generate('0123456789')")
     ev.add_argument("--out", default=None, help="JSON path (default: docs/eval/<chain>[-stepsK].json)")
 
+    sw = sub.add_parser("sweep", help="score many sampler settings of one set of improved weights (no timing)")
+    sw.add_argument("settings", help="JSON list of settings, e.g. docs/eval/sweep/settings.json")
+    sw.add_argument("--source", default=None, help="improved weights (default: bundled)")
+    sw.add_argument("--guide", default=None, help="a weaker net's weights, for autoguidance settings (auto_g)")
+    sw.add_argument("--per-digit", type=int, default=200)
+    sw.add_argument("--seed", type=int, default=0)
+    sw.add_argument("--data-root", default="data")
+    sw.add_argument("--out", default=None, help="append one JSON line per setting here")
+
     rp = sub.add_parser("report", help="print the results table from evaluation JSON files")
     rp.add_argument("--dir", default="docs/eval")
 
@@ -130,6 +139,10 @@ def run(args) -> int:
         from .evaluate import evaluate_cli
 
         evaluate_cli(args)
+    elif args.cmd == "sweep":
+        from .sweep import sweep_cli
+
+        return sweep_cli(args)
     elif args.cmd == "report":
         from .evaluate import report
 

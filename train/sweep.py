@@ -1,0 +1,103 @@
+"""Sampler sweep: many sampling settings of one set of improved weights, scored like `evaluate` (no timing).
+
+Each setting is a JSON object; every key is optional:
+  steps (default: the weights'), eta, order, g (guidance weight), interval ([sigma_lo, sigma_hi] or "all"),
+  levels (custom sub-ladder: level indices, noisiest first, ending at 0; len == steps + 1),
+  auto_g + auto_int (autoguidance, Karras et al. 2024: guide away from a weaker net `--guide` at those
+  noise levels instead of away from the unconditional prediction; CFG then applies on `interval` only).
+One line per setting goes to stdout and to `--out` (JSON lines). Exploratory: what the shipped defaults
+were chosen from; the chosen ones are then measured with `python -m train evaluate`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+import model.api as api
+from model import load_chain
+from model.sampler import guided, in_interval
+
+from .classifier import load_classifier
+from .evaluate import Reference, features, generate_set, score
+
+
+def with_autoguidance(weak, weight: float, where: tuple[float, float]):
+    """A `guided` stand-in: weak + weight * (net - weak) at noise levels in `where`, plain CFG elsewhere."""
+
+    def make(net, labels, guidance, interval=None):
+        cfg = guided(net, labels, guidance, interval)
+
+        def denoise(x, ab, z):
+            if not in_interval(ab[0], where):
+                return cfg(x, ab, z)
+            w = weak(x, ab, labels, z)
+            return w + weight * (net(x, ab, labels, z) - w)
+
+        return denoise
+
+    return make
+
+
+def passes(ladder, setting) -> int:
+    """Network passes per digit: 2 at each step that any guidance touches."""
+    g, interval = setting.get("g", 1.0), setting.get("interval")
+    auto = setting.get("auto_int") if "auto_g" in setting else None
+    return sum(
+        2 if (g != 1.0 and in_interval(ab, interval)) or (auto and in_interval(ab, auto)) else 1 for ab in ladder[:-1]
+    )
+
+
+def sweep(settings: list[dict], source=None, guide=None, per_digit=200, seed=0, data_root="data", out=None):
+    clf = load_classifier()
+    ref = Reference(clf, data_root)
+    chain = load_chain("improved", source=source)
+    weak = load_chain("improved", source=guide).model.eval() if guide else None
+    ladders, plain_guided, rows = dict(chain._ladders), api.guided, []
+    try:
+        for s in settings:
+            interval = s.get("interval", "all")
+            chain.configure(s.get("eta", chain.eta), s.get("order", chain.order), None,
+                            "all" if interval in (None, "all") else interval)  # fmt: skip
+            steps = s.get("steps", chain.default_steps)
+            chain._ladders = dict(ladders)
+            if "levels" in s:
+                lv = s["levels"]
+                if len(lv) != steps + 1 or lv[-1] != 0 or sorted(lv, reverse=True) != lv:
+                    raise SystemExit(f"levels {lv} must be {steps + 1} decreasing level indices ending at 0")
+                chain._ladders[steps] = chain.model.alpha_bars[lv]
+            if "auto_g" in s:
+                if weak is None:
+                    raise SystemExit("auto_g needs --guide (the weaker net's weights)")
+                api.guided = with_autoguidance(weak, float(s["auto_g"]), tuple(s["auto_int"]))
+            else:
+                api.guided = plain_guided
+            images, labels = generate_set(chain, per_digit, seed, steps, s.get("g", 1.0))
+            r = score(clf, ref, images, labels)
+            _, preds = features(clf, torch.as_tensor(images))
+            per = {int(d): float((preds[labels == d] == d).mean()) for d in range(10)}
+            row = {**s, "nfe": passes(chain._ladders[steps], s), "accuracy": r["accuracy"], "fid": r["fid"],
+                   "floor": r["floor"], "diversity": r["diversity"], "per_digit": per_digit,
+                   "worst": sorted(per, key=per.get)[:3]}  # fmt: skip
+            rows.append(row)
+            print(f"{json.dumps(s)}  passes {row['nfe']}  acc {r['accuracy'] * 100:.2f} %  FID {r['fid']:.2f} "
+                  f"(floor {r['floor']:.2f})  diversity {r['diversity']:.3f}  worst digits {row['worst']}",
+                  flush=True)  # fmt: skip
+            if out:
+                Path(out).parent.mkdir(parents=True, exist_ok=True)
+                with open(out, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+    finally:
+        api.guided = plain_guided
+    return rows
+
+
+def sweep_cli(args) -> int:
+    settings = json.loads(Path(args.settings).read_text())
+    if not isinstance(settings, list) or not all(isinstance(s, dict) for s in settings):
+        raise SystemExit(f"{args.settings}: expected a JSON list of settings (objects)")
+    sweep(settings, args.source, args.guide, args.per_digit, args.seed, args.data_root, args.out)
+    return 0
+
