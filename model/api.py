@@ -186,6 +186,10 @@ class ImprovedChainAPI(Chain):
         steps, guidance = self._settings(steps, guidance)
         return network_evals(self._ladders[steps], guidance, self.guidance_interval)
 
+    def _denoiser(self, labels: torch.Tensor, guidance: float):
+        """denoise(x, alpha_bar, z) -> clean guess for these labels: the network with classifier-free guidance."""
+        return guided(self.model, labels, guidance, self.guidance_interval)
+
     def _iter(self, labels, gen, steps, guidance, same_hand):
         steps, guidance = self._settings(steps, guidance)
         n = len(labels)
@@ -199,7 +203,7 @@ class ImprovedChainAPI(Chain):
         latents = [expand(torch.randn((shape[0], nz), generator=gen)) for _ in range(steps)]
         fresh = [expand(torch.randn(shape, generator=gen)) for _ in range(steps)]
         label_t = torch.as_tensor(labels, dtype=torch.long)
-        denoise = bf16_calls(guided(self.model, label_t, guidance, self.guidance_interval), self.bf16 and self.on_cpu)
+        denoise = bf16_calls(self._denoiser(label_t, guidance), self.bf16 and self.on_cpu)
         it = iter_improved(
             denoise, noise, self._ladders[steps], latents.__getitem__, self.eta,
             step_noise=fresh.__getitem__, order=self.order,

@@ -72,8 +72,12 @@ class Reference:
 
 def score(clf, ref: Reference, images: np.ndarray, labels: np.ndarray) -> dict:
     """The three numbers for generated (images, labels), plus the FID floor of real train digits."""
+    return score_features(clf, ref, *features(clf, torch.as_tensor(images)), labels)
+
+
+def score_features(clf, ref: Reference, feats: np.ndarray, preds: np.ndarray, labels: np.ndarray) -> dict:
+    """`score` from the classifier's features and predictions of the generated digits."""
     per_digit = int(np.bincount(labels, minlength=10).max())
-    feats, preds = features(clf, torch.as_tensor(images))
     real_imgs, real_labels = ref.real_sample(per_digit)
     real_feats, _ = features(clf, real_imgs)
     test_spread = spread(ref.test_feats, ref.test_labels)

@@ -16,29 +16,42 @@ from pathlib import Path
 
 import torch
 
-import model.api as api
-from model import load_chain
-from model.sampler import guided, in_interval
+from model.api import ImprovedChainAPI
+from model.io import bundled, load_weights
+from model.sampler import in_interval
 
 from .classifier import load_classifier
-from .evaluate import Reference, features, generate_set, score
+from .evaluate import Reference, features, generate_set, score_features
 
 
-def with_autoguidance(weak, weight: float, where: tuple[float, float]):
-    """A `guided` stand-in: weak + weight * (net - weak) at noise levels in `where`, plain CFG elsewhere."""
+class SweepChain(ImprovedChainAPI):
+    """The improved chain with two knobs the product does not expose: a hand-picked sub-ladder for one step
+    count (`levels`) and autoguidance (`auto`: weak net, weight, sigma interval) in place of CFG there."""
 
-    def make(net, labels, guidance, interval=None):
-        cfg = guided(net, labels, guidance, interval)
+    def __init__(self, model, source, weak=None):
+        super().__init__(model, source)
+        self.weak, self.auto, self.base_ladders = weak, None, dict(self._ladders)
 
-        def denoise(x, ab, z):
+    def set_levels(self, steps: int, levels: list[int] | None) -> None:
+        self._ladders = dict(self.base_ladders)
+        if levels is not None:
+            if len(levels) != steps + 1 or levels[-1] != 0 or sorted(levels, reverse=True) != levels:
+                raise SystemExit(f"levels {levels} must be {steps + 1} decreasing level indices ending at 0")
+            self._ladders[steps] = self.model.alpha_bars[levels]
+
+    def _denoiser(self, labels, guidance):
+        cfg = super()._denoiser(labels, guidance)
+        if self.auto is None:
+            return cfg
+        weight, where = self.auto
+
+        def denoise(x, ab, z):  # weak + weight * (net - weak) inside `where`, CFG elsewhere
             if not in_interval(ab[0], where):
                 return cfg(x, ab, z)
-            w = weak(x, ab, labels, z)
-            return w + weight * (net(x, ab, labels, z) - w)
+            w = self.weak(x, ab, labels, z)
+            return w + weight * (self.model(x, ab, labels, z) - w)
 
         return denoise
-
-    return make
 
 
 def passes(ladder, setting) -> int:
@@ -53,44 +66,33 @@ def passes(ladder, setting) -> int:
 def sweep(settings: list[dict], source=None, guide=None, per_digit=200, seed=0, data_root="data", out=None):
     clf = load_classifier()
     ref = Reference(clf, data_root)
-    chain = load_chain("improved", source=source)
-    weak = load_chain("improved", source=guide).model.eval() if guide else None
-    ladders, plain_guided, rows = dict(chain._ladders), api.guided, []
-    try:
-        for s in settings:
-            interval = s.get("interval", "all")
-            chain.configure(s.get("eta", chain.eta), s.get("order", chain.order), None,
-                            "all" if interval in (None, "all") else interval)  # fmt: skip
-            steps = s.get("steps", chain.default_steps)
-            chain._ladders = dict(ladders)
-            if "levels" in s:
-                lv = s["levels"]
-                if len(lv) != steps + 1 or lv[-1] != 0 or sorted(lv, reverse=True) != lv:
-                    raise SystemExit(f"levels {lv} must be {steps + 1} decreasing level indices ending at 0")
-                chain._ladders[steps] = chain.model.alpha_bars[lv]
-            if "auto_g" in s:
-                if weak is None:
-                    raise SystemExit("auto_g needs --guide (the weaker net's weights)")
-                api.guided = with_autoguidance(weak, float(s["auto_g"]), tuple(s["auto_int"]))
-            else:
-                api.guided = plain_guided
-            images, labels = generate_set(chain, per_digit, seed, steps, s.get("g", 1.0))
-            r = score(clf, ref, images, labels)
-            _, preds = features(clf, torch.as_tensor(images))
-            per = {int(d): float((preds[labels == d] == d).mean()) for d in range(10)}
-            row = {**s, "nfe": passes(chain._ladders[steps], s), "accuracy": r["accuracy"], "fid": r["fid"],
-                   "floor": r["floor"], "diversity": r["diversity"], "per_digit": per_digit,
-                   "worst": sorted(per, key=per.get)[:3]}  # fmt: skip
-            rows.append(row)
-            print(f"{json.dumps(s)}  passes {row['nfe']}  acc {r['accuracy'] * 100:.2f} %  FID {r['fid']:.2f} "
-                  f"(floor {r['floor']:.2f})  diversity {r['diversity']:.3f}  worst digits {row['worst']}",
-                  flush=True)  # fmt: skip
-            if out:
-                Path(out).parent.mkdir(parents=True, exist_ok=True)
-                with open(out, "a") as f:
-                    f.write(json.dumps(row) + "\n")
-    finally:
-        api.guided = plain_guided
+    weak = load_weights("improved", guide).eval() if guide else None
+    chain = SweepChain(load_weights("improved", source or bundled("improved")), str(source or "bundled"), weak)
+    rows = []
+    for s in settings:
+        interval = s.get("interval", "all")
+        chain.configure(s.get("eta", chain.eta), s.get("order", chain.order), None,
+                        "all" if interval in (None, "all") else interval)  # fmt: skip
+        steps = s.get("steps", chain.default_steps)
+        chain.set_levels(steps, s.get("levels"))
+        if "auto_g" in s and weak is None:
+            raise SystemExit("auto_g needs --guide (the weaker net's weights)")
+        chain.auto = (float(s["auto_g"]), tuple(s["auto_int"])) if "auto_g" in s else None
+        images, labels = generate_set(chain, per_digit, seed, steps, s.get("g", 1.0))
+        feats, preds = features(clf, torch.as_tensor(images))
+        r = score_features(clf, ref, feats, preds, labels)
+        per = {int(d): float((preds[labels == d] == d).mean()) for d in range(10)}
+        row = {**s, "nfe": passes(chain._ladders[steps], s), "accuracy": r["accuracy"], "fid": r["fid"],
+               "floor": r["floor"], "diversity": r["diversity"], "per_digit": per_digit,
+               "worst": sorted(per, key=per.get)[:3]}  # fmt: skip
+        rows.append(row)
+        print(f"{json.dumps(s)}  passes {row['nfe']}  acc {r['accuracy'] * 100:.2f} %  FID {r['fid']:.2f} "
+              f"(floor {r['floor']:.2f})  diversity {r['diversity']:.3f}  worst digits {row['worst']}",
+              flush=True)  # fmt: skip
+        if out:
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+            with open(out, "a") as f:
+                f.write(json.dumps(row) + "\n")
     return rows
 
 
