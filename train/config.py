@@ -66,7 +66,7 @@ PRESETS = {
     },
     "improved": {
         "faithful": dict(ch=48, iters=30000, batch_size=256, adv_iters=4000),
-        "cpu": dict(ch=32, iters=12000, default_steps=7, default_eta=0.25, default_order=2, default_guidance=4.0,
+        "cpu": dict(ch=32, iters=20000, default_steps=7, default_eta=0.25, default_order=2, default_guidance=4.0,
                     guidance_interval=[0.6, 0.9], adv_iters=300, adv_eval_every=100, sample_every=500),
         "smoke": dict(ch=8, emb_dim=32, iters=6, batch_size=16, adv_iters=4, adv_eval_every=2,
                       adv_eval_n=4, sample_every=3, per_digit=20, warmup=2),

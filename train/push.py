@@ -31,7 +31,8 @@ HOW = {
 }
 ADVERSARIAL = {
     True: "The denoiser was then fine-tuned adversarially, as in Denoising Diffusion GANs (Xiao et al., 2022).",
-    False: "No adversarial fine-tune was applied to these weights.",
+    False: "These are the denoiser's weights, with no adversarial fine-tune in them "
+    "(the stage keeps its result only if it measurably helps).",
 }
 
 
