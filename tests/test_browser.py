@@ -108,7 +108,7 @@ def docs_screenshot(out: Path = ROOT / "docs" / "app.png") -> Path:
     try:
         draw(page, "2024", seed="2024")
         out.parent.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=out)
+        page.screenshot(path=out, full_page=True)  # the whole page: the steps gallery is the point
     finally:
         browser.close()
         pw.stop()
