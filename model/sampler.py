@@ -6,7 +6,7 @@ Each is a generator over the chain's steps, so a caller can watch every intermed
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
@@ -52,7 +52,7 @@ def iter_improved(
     noise: torch.Tensor,
     alpha_bars: torch.Tensor,
     latents: Callable[[int], torch.Tensor | None],
-    eta: float = 1.0,
+    eta: float | Sequence[float] = 1.0,
     generator: torch.Generator | None = None,
     step_noise: Callable[[int], torch.Tensor] | None = None,
     order: int = 1,
@@ -65,13 +65,17 @@ def iter_improved(
     order 1: each step samples the posterior around the guess (`posterior_step`; eta as in DDIM).
     order 2: `dpm_step`, which also uses the previous step's guess (eta as in SDE-DPM-Solver++).
     Both give the same first step and agree exactly for eta in {0, 1} when order is 1.
+    `eta` is one number for every step, or one per step (noisiest first).
     """
     if order not in (1, 2):
         raise ValueError(f"order must be 1 or 2, got {order!r}")
     x, prev, h_prev = noise, None, None
     b = x.shape[0]
+    etas = [float(eta)] * (len(alpha_bars) - 1) if isinstance(eta, (int, float)) else [float(e) for e in eta]
+    if len(etas) != len(alpha_bars) - 1:
+        raise ValueError(f"eta: one value per step ({len(alpha_bars) - 1}), got {len(etas)}")
     for i in range(len(alpha_bars) - 1):
-        ab_t, ab_s = alpha_bars[i], alpha_bars[i + 1]
+        ab_t, ab_s, eta = alpha_bars[i], alpha_bars[i + 1], etas[i]
         x0 = denoise(x, ab_t.expand(b), latents(i)).clamp(-1, 1)
         if step_noise is not None:
             z = step_noise(i)

@@ -115,16 +115,20 @@ def test_sweep_command_scores_each_setting(weights, mnist_root, tmp_path, capsys
         {"steps": 2, "g": 1.0},
         {"steps": 3, "g": 2.0, "interval": [0.5, 100], "levels": [4, 3, 1, 0], "eta": 0, "order": 2},
         {"steps": 2, "auto_g": 2.0, "auto_int": [0, 1e9]},
+        {"steps": 2, "eta": [1, 0]},
     ]))  # fmt: skip
     out = tmp_path / "sweep.jsonl"
     assert main(["sweep", str(settings), "--per-digit", "3", "--data-root", str(mnist_root), "--out", str(out),
                  "--guide", str(weights / "improved")]) == 0  # fmt: skip
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     # sigma of levels 4, 3, 1: 100, 2.4, 0.43, so two of the three steps are guided: 5 passes; autoguidance at both: 4
-    assert [r["nfe"] for r in rows] == [2, 5, 4]
+    assert [r["nfe"] for r in rows] == [2, 5, 4, 2] and rows[3]["eta"] == [1, 0]
     assert all(0 <= r["accuracy"] <= 1 and r["fid"] >= 0 for r in rows)
-    assert capsys.readouterr().out.count("passes") == 3
+    assert capsys.readouterr().out.count("passes") == 4
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps([{"steps": 2, "levels": [4, 0]}]))
     with pytest.raises(SystemExit, match="levels"):
+        main(["sweep", str(bad), "--per-digit", "1", "--data-root", str(mnist_root)])
+    bad.write_text(json.dumps([{"steps": 2, "eta": [1, 0, 0]}]))
+    with pytest.raises(SystemExit, match="one number from 0 to 1 per step"):
         main(["sweep", str(bad), "--per-digit", "1", "--data-root", str(mnist_root)])

@@ -80,6 +80,26 @@ def test_second_order_lands_closer_to_the_data_than_first_order(steps):
     assert err2 < 0.5 * err1, (err1, err2)
 
 
+@pytest.mark.parametrize("order", [1, 2])
+def test_eta_per_step(order):
+    # A list of one eta per step: equal entries match the single number; each step uses its own entry.
+    ladder = torch.tensor([0.05, 0.3, 0.7, 0.9], dtype=torch.float64)
+    noise = torch.randn(8, 1, 1, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    fresh = [torch.randn(8, 1, 1, 1, generator=torch.Generator().manual_seed(i), dtype=torch.float64) for i in range(3)]
+
+    def run(eta):
+        it = iter_improved(_gaussian_denoiser(0.25), noise, ladder, lambda i: None, eta=eta, order=order,
+                           step_noise=fresh.__getitem__)  # fmt: skip
+        return [x for _, x, _ in it]
+
+    assert all(torch.equal(a, b) for a, b in zip(run(0.5), run([0.5, 0.5, 0.5])))
+    mixed, one, zero = run([1.0, 0.0, 0.0]), run(1.0), run([0.0, 0.0, 0.0])
+    assert torch.equal(mixed[0], one[0]) and not torch.equal(mixed[0], zero[0])
+    assert not torch.allclose(mixed[1], one[1])  # the second step used eta 0, not 1
+    with pytest.raises(ValueError, match="one value per step"):
+        run([1.0, 0.0])
+
+
 def test_guidance_interval_guides_only_inside_it():
     m = tiny()
     x, labels, z = torch.randn(2, 1, 28, 28), torch.tensor([4, 5]), torch.randn(2, 4)

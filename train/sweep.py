@@ -1,7 +1,8 @@
 """Sampler sweep: many sampling settings of one set of improved weights, scored like `evaluate` (no timing).
 
 Each setting is a JSON object; every key is optional:
-  steps (default: the weights'), eta, order, g (guidance weight), interval ([sigma_lo, sigma_hi] or "all"),
+  steps (default: the weights'), eta (one number, or a list: one per step, noisiest first), order,
+  g (guidance weight), interval ([sigma_lo, sigma_hi] or "all"),
   levels (custom sub-ladder: level indices, noisiest first, ending at 0; len == steps + 1),
   auto_g + auto_int (autoguidance, Karras et al. 2024: guide away from a weaker net `--guide` at those
   noise levels instead of away from the unconditional prediction; CFG then applies on `interval` only).
@@ -68,13 +69,17 @@ def sweep(settings: list[dict], source=None, guide=None, per_digit=200, seed=0, 
     ref = Reference(clf, data_root)
     weak = load_weights("improved", guide).eval() if guide else None
     chain = SweepChain(load_weights("improved", source or bundled("improved")), str(source or "bundled"), weak)
-    rows = []
+    rows, base_eta = [], chain.eta
     for s in settings:
-        interval = s.get("interval", "all")
-        chain.configure(s.get("eta", chain.eta), s.get("order", chain.order), None,
+        interval, eta = s.get("interval", "all"), s.get("eta", base_eta)
+        chain.configure(eta if isinstance(eta, (int, float)) else None, s.get("order", chain.order), None,
                         "all" if interval in (None, "all") else interval)  # fmt: skip
         steps = s.get("steps", chain.default_steps)
         chain.set_levels(steps, s.get("levels"))
+        if isinstance(eta, list):  # one eta per step, noisiest first (a knob the product does not expose)
+            if len(eta) != steps or not all(isinstance(e, (int, float)) and 0 <= e <= 1 for e in eta):
+                raise SystemExit(f"eta {eta}: give one number from 0 to 1 per step ({steps})")
+            chain.eta = [float(e) for e in eta]
         if "auto_g" in s and weak is None:
             raise SystemExit("auto_g needs --guide (the weaker net's weights)")
         chain.auto = (float(s["auto_g"]), tuple(s["auto_int"])) if "auto_g" in s else None
