@@ -132,3 +132,29 @@ def test_sweep_command_scores_each_setting(weights, mnist_root, tmp_path, capsys
     bad.write_text(json.dumps([{"steps": 2, "eta": [1, 0, 0]}]))
     with pytest.raises(SystemExit, match="one number from 0 to 1 per step"):
         main(["sweep", str(bad), "--per-digit", "1", "--data-root", str(mnist_root)])
+
+
+def test_random_affine_is_per_image_and_identity_at_zero():
+    from train.classifier import random_affine
+
+    x = torch.zeros(6, 1, 28, 28)
+    x[:, :, 8:20, 12:16] = 1.0  # the same bar in every image
+    same = random_affine(x, degrees=0.0, scale=0.0, shift=0.0)
+    assert torch.allclose(same, x, atol=1e-5)
+    moved = random_affine(x, generator=torch.Generator().manual_seed(0))
+    assert moved.shape == x.shape
+    assert not torch.allclose(moved[0], moved[1])  # each image gets its own rotation / scale / shift
+
+
+def test_classifier_command_trains_and_loads(mnist_root, tmp_path, capsys):
+    from train.__main__ import main
+    from train.classifier import load_classifier
+
+    out = tmp_path / "clf"
+    assert main(["classifier", "--data-root", str(mnist_root), "--epochs", "1", "--out", str(out)]) == 0
+    clf = load_classifier(out)
+    assert clf.features(torch.zeros(2, 1, 28, 28)).shape == (2, 128)
+    assert "MNIST test accuracy" in capsys.readouterr().out
+    (out / "model.safetensors").write_bytes(b"not a checkpoint")
+    with pytest.raises(Exception, match="model.safetensors"):
+        load_classifier(out)

@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cl = sub.add_parser("classifier", help="train the evaluation classifier (assets/classifier)")
     cl.add_argument("--data-root", default="data")
-    cl.add_argument("--epochs", type=int, default=3)
+    cl.add_argument("--epochs", type=int, default=10)
     cl.add_argument("--out", default=None)
 
     be = sub.add_parser("bench", help="CPU latency of generate('0123456789'), median and p95")

@@ -21,17 +21,22 @@ from .data import load_mnist, to_unit
 
 
 class Classifier(nn.Module, PyTorchModelHubMixin, library_name="denoiser-chain", tags=["mnist"]):
-    """(B, 1, 28, 28) in [0, 1] -> logits (B, 10); `features` gives the (B, feat) penultimate layer."""
+    """(B, 1, 28, 28) in [0, 1] -> logits (B, 10); `features` gives the (B, feat) penultimate layer.
+
+    Two conv-BN-ReLU pairs at 28x28 and at 14x14, each pair followed by a 2x2 max-pool, then a linear layer.
+    """
 
     kind = "classifier"
 
     def __init__(self, ch: int = 32, feat: int = 128):
         super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(1, ch, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (B, ch, 14, 14)
-            nn.Conv2d(ch, 2 * ch, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (B, 2ch, 7, 7)
-            nn.Flatten(), nn.Linear(2 * ch * 49, feat), nn.ReLU(),
-        )  # fmt: skip
+
+        def pair(cin, cout):
+            return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(),
+                    nn.Conv2d(cout, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2)]  # fmt: skip
+
+        layers = [*pair(1, ch), *pair(ch, 2 * ch), nn.Flatten(), nn.Linear(2 * ch * 49, feat), nn.ReLU()]
+        self.body = nn.Sequential(*layers)
         self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(feat, 10))
 
     def features(self, x):
@@ -39,6 +44,19 @@ class Classifier(nn.Module, PyTorchModelHubMixin, library_name="denoiser-chain",
 
     def forward(self, x):
         return self.head(self.body(x))
+
+
+def random_affine(x: torch.Tensor, degrees=12.0, scale=0.1, shift=2.0, generator=None) -> torch.Tensor:
+    """Each image of (B, 1, H, W) rotated, scaled and shifted by its own random amounts (up to `degrees`,
+    +-`scale`, +-`shift` pixels): handwriting's usual wobble, so the classifier reads imperfect digits."""
+    b, _, h, w = x.shape
+    u = torch.rand(b, 4, generator=generator) * 2 - 1
+    angle, s = u[:, 0] * degrees * torch.pi / 180, 1 + u[:, 1] * scale
+    cos, sin = angle.cos() / s, angle.sin() / s
+    theta = torch.stack([torch.stack([cos, -sin, u[:, 2] * shift * 2 / w], 1),
+                         torch.stack([sin, cos, u[:, 3] * shift * 2 / h], 1)], 1)  # fmt: skip
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
 
 
 def load_classifier(path: str | Path | None = None) -> Classifier:
@@ -66,7 +84,7 @@ def accuracy(model: Classifier, images: torch.Tensor, labels: torch.Tensor, batc
     return hits / len(images)
 
 
-def train_classifier(data_root, epochs: int = 3, out=None, seed: int = 0) -> Path:
+def train_classifier(data_root, epochs: int = 10, out=None, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     x, y = load_mnist(data_root, train=True)
     xt, yt = load_mnist(data_root, train=False)
@@ -81,9 +99,7 @@ def train_classifier(data_root, epochs: int = 3, out=None, seed: int = 0) -> Pat
         for i in bar:
             idx = perm[i : i + 128]
             xb = to_unit(x[idx])
-            # small random shifts (+-2 px) so the classifier reads imperfect digits robustly
-            dx, dy = torch.randint(-2, 3, (2,)).tolist()
-            xb = torch.roll(xb, (dy, dx), dims=(2, 3))
+            xb = random_affine(xb)
             loss = F.cross_entropy(model(xb), y[idx])
             opt.zero_grad()
             loss.backward()
