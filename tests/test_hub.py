@@ -209,6 +209,18 @@ def test_prepare_push_folder(weights, tmp_path):
     assert load_chain("improved", source=out).default_steps == 2  # the folder is loadable as uploaded
 
 
+def test_card_says_what_the_adversarial_stage_left_in_the_weights():
+    from model.improved import ImprovedChain
+    from train.push import provenance
+
+    m = ImprovedChain(ch=8, emb_dim=32, latent_dim=4, levels=4, default_steps=2)
+    assert "no adversarial fine-tune" in provenance(m)
+    m.adversarial = True
+    assert "fine-tuned adversarially" in provenance(m)
+    m.adversarial, m.adversarial_mix = False, 0.25
+    assert "blend the denoiser's (0.75)" in provenance(m) and "(0.25)" in provenance(m)
+
+
 def test_prepare_push_folder_refuses_bad_weights(tmp_path):
     with pytest.raises(CheckpointError, match="config.json"):
         prepare_push_folder("original", str(tmp_path), tmp_path / "out")

@@ -1,5 +1,7 @@
 """The improved chain: posterior math, sub-ladders, guidance, determinism, same hand, GAN wiring."""
 
+import copy
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -12,7 +14,7 @@ from model.improved import ImprovedChain
 from model.io import load_weights, save_weights
 from model.sampler import dpm_step, guided, iter_improved, network_evals, posterior_step
 from train.config import make_config
-from train.improved import adv_pairs, adversarial_step, make_adversarial, train_improved
+from train.improved import adv_pairs, adversarial_step, blend, make_adversarial, train_improved
 
 
 def tiny(**kw) -> ImprovedChain:
@@ -237,3 +239,42 @@ def test_smoke_preset_end_to_end(mnist_root, tmp_path):
     chain = ImprovedChainAPI(load_weights("improved", out), "smoke")
     g = chain.generate("31", seed=0)
     assert g.digits == [3, 1] and g.row.shape == (28, 53)
+
+
+def test_blend_interpolates_every_weight_and_records_the_mix(tmp_path):
+    a = tiny()
+    b = copy.deepcopy(a)
+    with torch.no_grad():
+        for q in b.parameters():
+            q.add_(1.0)
+    for m in (0.0, 0.25, 1.0):
+        mixed = blend(a, b, m)
+        for (name, va), vb, vm in zip(a.state_dict().items(), b.state_dict().values(), mixed.state_dict().values()):
+            assert torch.allclose(vm, va + m * (vb - va), atol=1e-6), name
+    assert torch.equal(mixed.alpha_bars, a.alpha_bars)  # the ladder is the same in both
+    save_weights(blend(a, b, 0.25), tmp_path / "w")
+    back = load_weights("improved", tmp_path / "w")
+    assert back.adversarial_mix == 0.25 and back.adversarial is False
+
+
+@pytest.mark.parametrize("kept", [True, False])
+def test_mix_stage_keeps_the_blend_only_when_measured_better(kept, mnist_root, tmp_path, monkeypatch):
+    import train.improved as ti
+
+    def fake_score(model, clf, ref, cfg, steps=None):  # the blend reads better (or worse) than the denoiser
+        better = getattr(model, "adversarial_mix", 0) > 0
+        acc = 0.99 if better == kept else 0.95
+        return {"accuracy": acc, "fid": 1.5, "floor": 1.0, "diversity": 0.97}
+
+    monkeypatch.setattr(ti, "quick_score", fake_score)
+    cfg = replace(make_config("improved", "smoke"), per_digit=8, adv_mix=0.5)
+    out = train_improved(cfg, mnist_root, tmp_path / "imp", progress=False, download=False)
+    result = json.loads((tmp_path / "imp" / "adversarial_result.json").read_text())
+    if result["source"] != "denoise":  # the stage's own check kept its weights: nothing to blend
+        pytest.skip("the smoke adversarial stage was kept outright")
+    assert result["mix"]["kept"] is kept and result["mix"]["adv_mix"] == 0.5
+    config = json.loads((out / "config.json").read_text())
+    assert config["from"] == ("mix" if kept else "denoise")
+    assert load_weights("improved", out).adversarial_mix == (0.5 if kept else 0.0)
+    rows = [json.loads(line) for line in (tmp_path / "imp" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["kept"] for r in rows if r.get("stage") == "mix"] == [kept]

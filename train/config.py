@@ -52,6 +52,7 @@ class ImprovedConfig:
     adv_r1: float = 0.02  # R1 gradient penalty on real pairs (DDGAN uses it too)
     adv_eval_every: int = 500  # measure FID/diversity this often and keep the best
     adv_eval_n: int = 100  # samples per digit for those quick checks
+    adv_mix: float = 0.0  # if the stage's weights are not kept: try (1 - m) denoiser + m stage's weights (0 = off)
     sample_every: int = 1000  # GIF frame / metrics row cadence (steps)
     per_digit: int | None = None  # cap per class (None = all of MNIST train)
     bf16: bool = True  # bf16 autocast for denoising: always on CUDA; on a CPU with native bf16 (AVX512-BF16/AMX)
@@ -67,7 +68,7 @@ PRESETS = {
     "improved": {
         "faithful": dict(ch=48, iters=30000, batch_size=256, adv_iters=4000),
         "cpu": dict(ch=32, iters=20000, default_steps=7, default_eta=0.25, default_order=2, default_guidance=4.0,
-                    guidance_interval=[0.6, 0.9], adv_iters=300, adv_eval_every=100, sample_every=500),
+                    guidance_interval=[0.6, 0.9], adv_iters=300, adv_eval_every=100, adv_mix=0.25, sample_every=500),
         "smoke": dict(ch=8, emb_dim=32, iters=6, batch_size=16, adv_iters=4, adv_eval_every=2,
                       adv_eval_n=4, sample_every=3, per_digit=20, warmup=2),
     },

@@ -313,6 +313,39 @@ def train_adversarial(cfg: ImprovedConfig, base: ImprovedChain, x, y, out: Path,
     return best
 
 
+def blend(a: ImprovedChain, b: ImprovedChain, m: float) -> ImprovedChain:
+    """(1 - m) a + m b, parameter by parameter (weight-space ensembling of a net and its fine-tune,
+    Wortsman et al. 2022); a's config, with `adversarial_mix` = m."""
+    mixed = copy.deepcopy(a).cpu().float()
+    sa, sb = mixed.state_dict(), b.state_dict()
+    mixed.load_state_dict({k: torch.lerp(v, sb[k].to(v), m) if v.is_floating_point() else v for k, v in sa.items()})
+    mixed.adversarial, mixed.adversarial_mix = False, m
+    mixed._hub_mixin_config = {**(a._hub_mixin_config or {}), "adversarial": False, "adversarial_mix": m}
+    return mixed.eval()
+
+
+def mix_stage(cfg: ImprovedConfig, base: ImprovedChain, out: Path, data_root) -> dict | None:
+    """Blend the denoiser with the adversarial stage's last weights (`adv_mix`) and keep the blend only if the
+    quick check reads it more accurately than the denoiser while it still meets the FID (<= 2x floor) and
+    diversity (>= 0.95) targets. Returns the blend's scores with "kept", or None when there is nothing to blend."""
+    from .classifier import load_classifier
+    from .evaluate import Reference
+
+    if cfg.adv_mix <= 0 or not (out / "adversarial_last" / "model.safetensors").exists():
+        return None
+    mixed = blend(base, load_weights("improved", out / "adversarial_last"), cfg.adv_mix)
+    clf = load_classifier()
+    ref = Reference(clf, data_root)
+    keys = ("accuracy", "fid", "floor", "diversity")
+    plain, sc = quick_score(base, clf, ref, cfg), quick_score(mixed, clf, ref, cfg)
+    kept = (sc["accuracy"] > plain["accuracy"] and sc["fid"] <= 2 * sc["floor"] and sc["diversity"] >= 0.95)
+    log_metrics(out / "metrics.jsonl", stage="mix", adv_mix=cfg.adv_mix, kept=kept, **{k: sc[k] for k in keys},
+                **{f"denoise_{k}": plain[k] for k in keys})  # fmt: skip
+    if kept:
+        save_weights(mixed, out / "mix", extra={"stage": "mix", "quick": {k: sc[k] for k in keys}})
+    return {**{k: sc[k] for k in keys}, "adv_mix": cfg.adv_mix, "kept": kept, "denoise": {k: plain[k] for k in keys}}
+
+
 def train_improved(cfg: ImprovedConfig, data_root, out, stage="all", resume=False,
                    device=torch.device("cpu"), download=True, progress=True) -> Path:  # fmt: skip
     """Run the denoise and/or adversarial stage; out/model is the chain to ship."""
@@ -330,9 +363,18 @@ def train_improved(cfg: ImprovedConfig, data_root, out, stage="all", resume=Fals
     if stage in ("adversarial", "all") and cfg.adv_iters > 0:
         best = train_adversarial(cfg, base, x, y, out, device, data_root, progress)
         chosen = out / best["source"]
-        (out / "adversarial_result.json").write_text(json.dumps(best, indent=2))
         print(f"adversarial stage: kept the {best['source']} weights (quick FID {best['fid']:.3f}, "
               f"diversity {best['diversity']:.3f}, accuracy {best['accuracy']:.4f})")  # fmt: skip
+        if best["source"] == "denoise":
+            mix = mix_stage(cfg, base, out, data_root)
+            if mix is not None:
+                best["mix"] = mix
+                chosen = out / "mix" if mix["kept"] else chosen
+                print(f"blend {1 - cfg.adv_mix:g} denoiser + {cfg.adv_mix:g} adversarial: "
+                      f"{'kept' if mix['kept'] else 'not kept'} (quick accuracy {mix['accuracy']:.4f} vs "
+                      f"{mix['denoise']['accuracy']:.4f}, FID {mix['fid']:.3f} / floor {mix['floor']:.3f}, "
+                      f"diversity {mix['diversity']:.3f})")  # fmt: skip
+        (out / "adversarial_result.json").write_text(json.dumps(best, indent=2))
     save_weights(load_weights("improved", chosen), out / "model", extra={"from": chosen.name})
     print(f"wrote {out / 'model'} (from {chosen.name})")
     return out / "model"

@@ -30,7 +30,7 @@ from .plots import add_frame, plot_losses
 STAGES = (1, 2, 3, 4, 5)
 # config fields a resumed run may change: it trains longer, or its result is sampled differently by default
 EXTENDABLE = {"iters", "adv_iters", "default_steps", "default_eta", "default_order", "default_guidance",
-              "guidance_interval"}
+              "guidance_interval", "adv_mix"}
 
 
 def freeze(modules, frozen: bool) -> None:

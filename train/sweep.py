@@ -89,7 +89,7 @@ def sweep(settings: list[dict], source=None, guide=None, per_digit=200, seed=0, 
         per = {int(d): float((preds[labels == d] == d).mean()) for d in range(10)}
         row = {**s, "nfe": passes(chain._ladders[steps], s), "accuracy": r["accuracy"], "fid": r["fid"],
                "floor": r["floor"], "diversity": r["diversity"], "per_digit": per_digit,
-               "seed": seed, "worst": sorted(per, key=per.get)[:3]}  # fmt: skip
+               "seed": seed, "source": str(source or "bundled"), "worst": sorted(per, key=per.get)[:3]}  # fmt: skip
         rows.append(row)
         print(f"{json.dumps(s)}  passes {row['nfe']}  acc {r['accuracy'] * 100:.2f} %  FID {r['fid']:.2f} "
               f"(floor {r['floor']:.2f})  diversity {r['diversity']:.3f}  worst digits {row['worst']}",
