@@ -34,6 +34,8 @@ class ImprovedChain(
         default_order: int = 1,
         guidance_interval: list[float] | None = None,
         adversarial_mix: float = 0.0,
+        mid_blocks: int = 1,
+        low_mult: int = 2,
     ):
         super().__init__()
         self.levels, self.default_steps, self.default_guidance = levels, default_steps, default_guidance
@@ -42,7 +44,7 @@ class ImprovedChain(
         self.guidance_interval = guidance_interval  # [sigma_lo, sigma_hi]: guide only there (None: everywhere)
         self.adversarial = adversarial  # set when the DDGAN stage produced these weights
         self.adversarial_mix = adversarial_mix  # m > 0: (1 - m) x the denoiser's weights + m x the DDGAN stage's
-        self.net = UNet(ch=ch, emb_dim=emb_dim, latent_dim=latent_dim)
+        self.net = UNet(ch=ch, emb_dim=emb_dim, latent_dim=latent_dim, mid_blocks=mid_blocks, low_mult=low_mult)
         # alpha_bar_k, k = 0 (clean) ... levels (noise); saved with the weights (a persistent buffer).
         self.register_buffer("alpha_bars", cosine_alpha_bars(levels))
 

@@ -55,14 +55,23 @@ class ResBlock(nn.Module):
 class UNet(nn.Module):
     """(B, 1, 28, 28) noisy state -> (B, 1, 28, 28) clean-digit estimate, in [-1, 1] units.
 
-    Resolutions 28 -> 14 -> 7 with channels (ch, 2ch, 2ch); one ResBlock per level each way.
+    Resolutions 28 -> 14 -> 7 with channels (ch, 2ch, low_mult x ch); one ResBlock per level each way,
+    `mid_blocks` of them at 7x7 (where the digit's overall shape is decided, and a block costs least).
     """
 
-    def __init__(self, ch: int = 32, emb_dim: int = 128, latent_dim: int = 16, sigma_data=0.5):
+    def __init__(
+        self,
+        ch: int = 32,
+        emb_dim: int = 128,
+        latent_dim: int = 16,
+        sigma_data=0.5,
+        mid_blocks: int = 1,
+        low_mult: int = 2,
+    ):
         super().__init__()
         self.sigma_data = sigma_data
         self.latent_dim = latent_dim
-        c1, c2, c3 = ch, 2 * ch, 2 * ch
+        c1, c2, c3 = ch, 2 * ch, low_mult * ch
         self.noise_emb = FourierEmbedding(emb_dim)
         self.label_emb = nn.Embedding(11, emb_dim)
         self.latent_emb = nn.Linear(latent_dim, emb_dim)
@@ -75,6 +84,7 @@ class UNet(nn.Module):
         self.down2 = ResBlock(c2, c2, emb_dim)
         self.pool2 = nn.Conv2d(c2, c3, 3, stride=2, padding=1)  # -> 7x7
         self.mid = ResBlock(c3, c3, emb_dim)
+        self.mid_more = nn.ModuleList(ResBlock(c3, c3, emb_dim) for _ in range(mid_blocks - 1))
         self.up2 = ResBlock(c3 + c2, c2, emb_dim)  # 14x14, with skip
         self.up1 = ResBlock(c2 + c1, c1, emb_dim)  # 28x28, with skip
         self.out = nn.Sequential(nn.GroupNorm(8, c1), nn.SiLU(), nn.Conv2d(c1, 1, 3, padding=1))
@@ -96,6 +106,8 @@ class UNet(nn.Module):
         h1 = self.down1(h0, emb)
         h2 = self.down2(self.pool1(h1), emb)
         h = self.mid(self.pool2(h2), emb)
+        for block in self.mid_more:
+            h = block(h, emb)
         h = self.up2(torch.cat([F.interpolate(h, scale_factor=2.0), h2], 1), emb)
         h = self.up1(torch.cat([F.interpolate(h, scale_factor=2.0), h1], 1), emb)
         f = self.out(h)

@@ -205,6 +205,29 @@ def test_ladder_mismatch_is_a_clear_error(tmp_path):
         load_weights("improved", tmp_path / "w")
 
 
+def test_deeper_wider_middle_round_trips_and_old_configs_still_load(tmp_path):
+    big = tiny(mid_blocks=3, low_mult=4)
+    assert len(big.net.mid_more) == 2 and big.net.mid.conv1.out_channels == 32
+    save_weights(big, tmp_path / "big")
+    cfg = json.loads((tmp_path / "big" / "config.json").read_text())
+    assert (cfg["mid_blocks"], cfg["low_mult"]) == (3, 4)
+    back = load_weights("improved", tmp_path / "big")
+    x, ab, y = torch.randn(2, 1, 28, 28), torch.tensor([0.3, 0.7]), torch.tensor([1, 2])
+    assert torch.equal(back(x, ab, y), big(x, ab, y))
+    # a config written before these fields existed means one 7x7 block of 2 x ch channels
+    save_weights(tiny(), tmp_path / "old")
+    cfg = json.loads((tmp_path / "old" / "config.json").read_text())
+    for key in ("mid_blocks", "low_mult"):
+        cfg.pop(key)
+    (tmp_path / "old" / "config.json").write_text(json.dumps(cfg))
+    old = load_weights("improved", tmp_path / "old")
+    assert len(old.net.mid_more) == 0 and old.net.mid.conv1.out_channels == 16
+    # weights of one shape under a config of the other: a clear error naming the file
+    (tmp_path / "old" / "config.json").write_text(json.dumps({**cfg, "mid_blocks": 2}))
+    with pytest.raises(CheckpointError, match="model.safetensors"):
+        load_weights("improved", tmp_path / "old")
+
+
 def test_adversarial_wiring_each_optimiser_updates_its_own_net():
     cfg = make_config("improved", "smoke")
     base = tiny()

@@ -30,7 +30,9 @@ class OriginalConfig:
 class ImprovedConfig:
     """The improved chain: one conditional U-Net, Gaussian ladder, optional DDGAN fine-tune."""
 
-    ch: int = 32  # U-Net base channels (28x28: ch, 14x14 and 7x7: 2 ch)
+    ch: int = 32  # U-Net base channels (28x28: ch, 14x14: 2 ch, 7x7: low_mult x ch)
+    low_mult: int = 2  # channel multiplier of the 7x7 level
+    mid_blocks: int = 1  # ResBlocks at 7x7 (each costs little: the level has 1/16 of the pixels)
     emb_dim: int = 128  # width of the noise-level / digit / latent embedding
     latent_dim: int = 16  # DDGAN latent z fed to the denoiser (ignored until the GAN stage)
     levels: int = 8  # K: levels of the Gaussian ladder the denoiser is trained on

@@ -92,7 +92,8 @@ def load_data(data_root, cfg: ImprovedConfig, device, download=True):
 def make_model(cfg: ImprovedConfig) -> ImprovedChain:
     return ImprovedChain(cfg.ch, cfg.emb_dim, cfg.latent_dim, cfg.levels, cfg.default_steps,
                          default_guidance=cfg.default_guidance, default_eta=cfg.default_eta,
-                         default_order=cfg.default_order, guidance_interval=cfg.guidance_interval)
+                         default_order=cfg.default_order, guidance_interval=cfg.guidance_interval,
+                         mid_blocks=cfg.mid_blocks, low_mult=cfg.low_mult)
 
 
 def train_denoise(cfg: ImprovedConfig, x, y, out: Path, device, progress=True) -> ImprovedChain:
