@@ -35,8 +35,7 @@ Each digit starts as pure noise; a chain of denoisers removes a little of it per
 - **The original's flaw:** every net was trained with MSE to a fixed, deterministic target, so each learns the
   *conditional mean*; with no fresh noise along the way, the chain collapses to blurry class averages.
 - **The improved chain:** one class-conditional denoiser shared by all steps, with fresh noise injected at every step,
-  so each step *samples* its posterior instead of averaging it (the bundled weights also blend in an adversarial
-  fine-tune, as in Denoising Diffusion GANs, for legibility). Digits come out crisp, and every seed writes them
+  so each step *samples* its posterior instead of averaging it. Digits come out crisp, and every seed writes them
   differently.
 - **In the gallery**, each pair is what a step sees and the clean digits the denoiser guesses from it."""
 

@@ -69,8 +69,9 @@ PRESETS = {
     },
     "improved": {
         "faithful": dict(ch=48, iters=30000, batch_size=256, adv_iters=4000),
-        "cpu": dict(ch=32, iters=20000, default_steps=7, default_eta=0.25, default_order=2, default_guidance=4.0,
-                    guidance_interval=[0.6, 0.9], adv_iters=300, adv_eval_every=100, adv_mix=0.25, sample_every=500),
+        "cpu": dict(ch=32, low_mult=4, mid_blocks=2, iters=15000, default_steps=7, default_eta=0.25, default_order=2,
+                    default_guidance=1.5, guidance_interval=[1.2, 2.0], adv_iters=300, adv_eval_every=100, adv_mix=0.25,
+                    sample_every=500),
         "smoke": dict(ch=8, emb_dim=32, iters=6, batch_size=16, adv_iters=4, adv_eval_every=2,
                       adv_eval_n=4, sample_every=3, per_digit=20, warmup=2),
     },
